@@ -1,0 +1,185 @@
+"""
+``TransformerJointGripperNoDQ``: K frames of RGB-D + joint positions -> T future joint targets.
+
+Layout of SPEC §5 (names kept from the design notes)::
+
+    obs_rgb [B,K,3,H,W] -> ConvEncoder(3->img)  -> feat_rgb   [B,K,img]
+    obs_depth [B,K,1,H,W] -> ConvEncoder(1->img) -> feat_depth [B,K,img]
+    obs_q [B,K,7]         -> LowDimEncoder(7->q) -> feat_q     [B,K,q]
+    concat -> fuse MLP -> tokens [B,K,D] (+ positional encoding) -> TransformerEncoder -> memory
+    learned queries [T_max,D][:T] (+ positional encoding) -> TransformerDecoder(tgt, memory)
+    -> head MLP -> tanh -> pred_joint [B,T,7] in [-1, 1]
+
+The per-frame encoders see one frame at a time, so :meth:`encode_frames` turns frames into
+tokens independently and :meth:`decode_tokens` runs the transformer on a window of tokens: an
+online controller encodes only the newest frame per step and keeps the older tokens.
+"""
+
+import math
+
+from kinova_policy_ros.config import ModelConfig
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class SpatialSoftmax(nn.Module):
+    """Expected image coordinates of each feature map (keypoints), as in robomimic."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        attn = F.softmax(x.flatten(2), dim=-1).view(n, c, h, w)  # [N,C,H*W] -> [N,C,H,W]
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
+        ey = (attn.sum(dim=3) * ys).sum(dim=2)  # [N,C]
+        ex = (attn.sum(dim=2) * xs).sum(dim=2)  # [N,C]
+        return torch.cat([ex, ey], dim=1)  # [N,2C]
+
+
+class ConvEncoder(nn.Module):
+    """Strided conv stack + pooling + linear: one image [N,C,H,W] -> feature [N,out_dim]."""
+
+    def __init__(
+        self, in_ch: int, out_dim: int, channels: tuple[int, ...], pool: str = 'avg'
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_ch
+        for i, co in enumerate(channels):
+            ks = 5 if i == 0 else 3
+            layers += [nn.Conv2d(c, co, ks, stride=2, padding=ks // 2), nn.ReLU()]
+            c = co
+        self.convs = nn.Sequential(*layers)
+        self.pool: nn.Module = (
+            SpatialSoftmax() if pool == 'spatial_softmax' else nn.AdaptiveAvgPool2d(1)
+        )
+        pooled = 2 * c if pool == 'spatial_softmax' else c
+        self.proj = nn.Linear(pooled, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.convs(x)  # [N,C',H',W']
+        h = self.pool(h).flatten(1)  # [N,C'] (avg) or [N,2C'] (keypoints)
+        return self.proj(h)  # [N,out_dim]
+
+
+class LowDimEncoder(nn.Module):
+    """Joint vector [N,in_dim] -> feature [N,out_dim] (Linear -> ReLU -> Linear)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class PositionalEncoding(nn.Module):
+    """Fixed sinusoidal position encoding added to a [B,L,D] sequence."""
+
+    pe: torch.Tensor
+
+    def __init__(self, d_model: int, max_len: int) -> None:
+        super().__init__()
+        pos = torch.arange(max_len, dtype=torch.float32)[:, None]  # [L,1]
+        div = torch.exp(
+            torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(1e4) / d_model)
+        )
+        pe = torch.zeros(max_len, d_model)
+        pe[:, 0::2] = torch.sin(pos * div)
+        pe[:, 1::2] = torch.cos(pos * div)[:, :d_model // 2]
+        self.register_buffer('pe', pe, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pe[: x.shape[1]][None]  # [B,L,D] + [1,L,D]
+
+
+class TransformerJointGripperNoDQ(nn.Module):
+    """Transformer encoder-decoder from observation tokens to future normalized joint targets."""
+
+    def __init__(self, cfg: ModelConfig, obs_horizon: int = 8) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.rgb_enc = ConvEncoder(3, cfg.img_feat_dim, cfg.conv_channels, cfg.image_pool)
+        self.depth_enc = ConvEncoder(1, cfg.img_feat_dim, cfg.conv_channels, cfg.image_pool)
+        self.q_enc = LowDimEncoder(cfg.num_joints, cfg.q_feat_dim)
+        self.fuse = nn.Sequential(
+            nn.Linear(2 * cfg.img_feat_dim + cfg.q_feat_dim, d), nn.ReLU(), nn.Linear(d, d)
+        )
+        self.pos_enc = PositionalEncoding(d, max(obs_horizon, cfg.max_pred_horizon, 64))
+        enc_layer = nn.TransformerEncoderLayer(
+            d, cfg.nhead, cfg.dim_feedforward, cfg.dropout, batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(
+            enc_layer, cfg.num_encoder_layers, enable_nested_tensor=False
+        )
+        self.queries = nn.Parameter(torch.randn(cfg.max_pred_horizon, d) * 0.02)
+        dec_layer = nn.TransformerDecoderLayer(
+            d, cfg.nhead, cfg.dim_feedforward, cfg.dropout, batch_first=True
+        )
+        self.decoder = nn.TransformerDecoder(dec_layer, cfg.num_decoder_layers)
+        self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, cfg.num_joints))
+
+    def encode_frames(
+        self, rgb: torch.Tensor, depth: torch.Tensor, q: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        Encode frames independently into tokens (cacheable: no frame sees another).
+
+        :param rgb: float32 [N,3,H,W] in [0, 1].
+        :param depth: float32 [N,1,H,W] normalized depth.
+        :param q: float32 [N,7] normalized joint positions.
+        :return: tokens [N,D] (before positional encoding).
+        """
+        feat = torch.cat([self.rgb_enc(rgb), self.depth_enc(depth), self.q_enc(q)], dim=-1)
+        return self.fuse(feat)  # [N,2*img+q] -> [N,D]
+
+    def decode_tokens(self, tokens: torch.Tensor, pred_horizon: int) -> torch.Tensor:
+        """
+        Run the transformer on a window of frame tokens.
+
+        :param tokens: [B,K,D], oldest frame first.
+        :param pred_horizon: T <= cfg.max_pred_horizon.
+        :return: pred_joint [B,T,7] in [-1, 1].
+        """
+        if not 1 <= pred_horizon <= self.cfg.max_pred_horizon:
+            raise ValueError(f'pred_horizon {pred_horizon} outside 1..{self.cfg.max_pred_horizon}')
+        b = tokens.shape[0]
+        memory = self.encoder(self.pos_enc(tokens))  # [B,K,D]
+        tgt = self.queries[:pred_horizon][None].expand(b, -1, -1)  # [T,D] -> [B,T,D]
+        h = self.decoder(self.pos_enc(tgt), memory)  # [B,T,D]
+        return torch.tanh(self.head(h))  # [B,T,7]
+
+    def forward(
+        self,
+        obs_rgb: torch.Tensor,
+        obs_depth: torch.Tensor,
+        obs_q: torch.Tensor,
+        pred_horizon: int = 12,
+    ) -> torch.Tensor:
+        """
+        Predict normalized joint targets from a batch of observation windows.
+
+        Batch keys and shapes (all float32, normalized as in the dataset):
+
+        - ``obs_rgb``: [B,K,3,H,W] in [0, 1]
+        - ``obs_depth``: [B,K,1,H,W] in [0, 1] (``normalize_depth01``)
+        - ``obs_q``: [B,K,7] in [-1, 1]
+
+        :return: ``pred_joint`` [B,T,7] in [-1, 1], T = ``pred_horizon``.
+        """
+        b, k = obs_rgb.shape[:2]
+        tokens = self.encode_frames(
+            obs_rgb.flatten(0, 1),  # [B,K,3,H,W] -> [B*K,3,H,W]
+            obs_depth.flatten(0, 1),  # [B,K,1,H,W] -> [B*K,1,H,W]
+            obs_q.flatten(0, 1),  # [B,K,7] -> [B*K,7]
+        )
+        tokens = tokens.view(b, k, -1)  # [B*K,D] -> [B,K,D]
+        return self.decode_tokens(tokens, pred_horizon)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Return the number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

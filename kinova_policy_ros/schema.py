@@ -1,0 +1,288 @@
+"""
+The npz episode schema: one file is one demonstration episode.
+
+This module is the one owner of the format (SPEC §3). It validates a mapping of arrays (keys,
+dtypes, shapes, equal lengths, finite values, strictly increasing stamps), loads files and
+writes them atomically (temp file in the same folder, then ``os.replace``), so a reader never
+sees a half-written episode.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+import os
+from pathlib import Path
+import tempfile
+from typing import Any
+import zipfile
+
+from kinova_policy_ros.errors import SchemaError
+import numpy as np
+
+NUM_JOINTS = 7
+DEFAULT_JOINT_NAMES: tuple[str, ...] = tuple(f'joint_{i}' for i in range(1, NUM_JOINTS + 1))
+
+#: Every key an episode file holds, in the order of SPEC §3.
+EPISODE_KEYS: tuple[str, ...] = (
+    'stamp_ns',
+    'rgb',
+    'depth',
+    'q',
+    'dq',
+    'ee_xyz',
+    'ee_rpy',
+    'joint_names',
+    'camera_K',
+    'camera_D',
+    'camera_width',
+    'camera_height',
+)
+
+#: Per-frame keys: their first axis is the frame index and must agree.
+FRAME_KEYS: tuple[str, ...] = ('stamp_ns', 'rgb', 'depth', 'q', 'dq', 'ee_xyz', 'ee_rpy')
+
+_FLOAT_KEYS = ('q', 'dq', 'ee_xyz', 'ee_rpy')
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode, arrays in the SPEC §3 layout (N frames of H×W images)."""
+
+    stamp_ns: np.ndarray  # [N] int64, strictly increasing capture times
+    rgb: np.ndarray  # [N, H, W, 3] uint8, RGB order
+    depth: np.ndarray  # [N, H, W] float32, metres, 0 = invalid
+    q: np.ndarray  # [N, 7] rad, joint_names order
+    dq: np.ndarray  # [N, 7] rad/s
+    ee_xyz: np.ndarray  # [N, 3] m, base frame
+    ee_rpy: np.ndarray  # [N, 3] rad
+    joint_names: tuple[str, ...]
+    camera_K: np.ndarray  # [3, 3] float64
+    camera_D: np.ndarray  # [k] float64
+    camera_width: int
+    camera_height: int
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.stamp_ns.shape[0])
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Return the npz payload: every key of :data:`EPISODE_KEYS` as a numpy array."""
+        out: dict[str, np.ndarray] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == 'joint_names':
+                out[f.name] = np.asarray(list(value), dtype=np.str_)
+            elif f.name in ('camera_width', 'camera_height'):
+                out[f.name] = np.asarray(value, dtype=np.int64)
+            else:
+                out[f.name] = np.asarray(value)
+        return out
+
+
+def _shape(arr: np.ndarray) -> str:
+    return '[' + ','.join(str(d) for d in arr.shape) + ']'
+
+
+def validate_episode(arrays: Mapping[str, Any], source: str = '<memory>') -> list[str]:
+    """
+    Check a mapping of arrays against the schema.
+
+    :param arrays: the npz content (``np.load`` result or a dict).
+    :param source: the file name used in every message.
+    :return: a list of problems, each naming the source and the key; empty when valid.
+    """
+    problems: list[str] = []
+
+    def bad(key: str, what: str) -> None:
+        problems.append(f'{source}: key {key!r}: {what}')
+
+    missing = [k for k in EPISODE_KEYS if k not in arrays]
+    for key in missing:
+        bad(key, 'missing')
+    unknown = sorted(set(arrays.keys()) - set(EPISODE_KEYS))
+    for key in unknown:
+        bad(key, 'unknown key (not in the episode schema)')
+    if missing:
+        return problems
+    a = {k: np.asarray(arrays[k]) for k in EPISODE_KEYS}
+
+    stamp = a['stamp_ns']
+    if stamp.ndim != 1:
+        bad('stamp_ns', f'expected shape [N], got {_shape(stamp)}')
+        return problems
+    n = stamp.shape[0]
+    if n == 0:
+        bad('stamp_ns', 'episode has no frames')
+    if stamp.dtype != np.int64:
+        bad('stamp_ns', f'expected dtype int64 (nanoseconds), got {stamp.dtype}')
+    elif n > 1:
+        steps = np.diff(stamp)
+        if np.any(steps <= 0):
+            i = int(np.argmax(steps <= 0))
+            bad(
+                'stamp_ns',
+                f'not strictly increasing at frame {i + 1} ({stamp[i]} -> {stamp[i + 1]})',
+            )
+
+    rgb = a['rgb']
+    if rgb.ndim != 4 or rgb.shape[-1] != 3:
+        bad('rgb', f'expected shape [N,H,W,3], got {_shape(rgb)}')
+    elif rgb.dtype != np.uint8:
+        bad('rgb', f'expected dtype uint8, got {rgb.dtype}')
+    depth = a['depth']
+    if depth.ndim != 3:
+        bad('depth', f'expected shape [N,H,W], got {_shape(depth)}')
+    else:
+        if depth.dtype != np.float32:
+            bad('depth', f'expected dtype float32 (metres), got {depth.dtype}')
+        elif not np.all(np.isfinite(depth)):
+            bad('depth', 'contains NaN or inf (invalid depth must be 0)')
+        elif np.any(depth < 0):
+            bad('depth', 'contains negative depth')
+        if rgb.ndim == 4 and depth.shape[1:] != rgb.shape[1:3]:
+            bad('depth', f'image size {depth.shape[1:]} differs from rgb {rgb.shape[1:3]}')
+
+    widths = {'q': NUM_JOINTS, 'dq': NUM_JOINTS, 'ee_xyz': 3, 'ee_rpy': 3}
+    for key in _FLOAT_KEYS:
+        arr = a[key]
+        if arr.ndim != 2 or arr.shape[1] != widths[key]:
+            bad(key, f'expected shape [N,{widths[key]}], got {_shape(arr)}')
+        elif arr.dtype not in (np.float32, np.float64):
+            bad(key, f'expected dtype float32 or float64, got {arr.dtype}')
+        elif not np.all(np.isfinite(arr)):
+            bad(key, 'contains NaN or inf')
+
+    for key in FRAME_KEYS:
+        if a[key].ndim >= 1 and a[key].shape[0] != n:
+            bad(key, f'has {a[key].shape[0]} frames, stamp_ns has {n}')
+
+    names = a['joint_names']
+    if names.shape != (NUM_JOINTS,) or names.dtype.kind not in ('U', 'S', 'O'):
+        bad('joint_names', f'expected {NUM_JOINTS} strings, got {_shape(names)} {names.dtype}')
+    elif len({str(s) for s in names}) != NUM_JOINTS:
+        bad('joint_names', f'names must be unique, got {[str(s) for s in names]}')
+
+    cam_k = a['camera_K']
+    if cam_k.shape != (3, 3):
+        bad('camera_K', f'expected shape [3,3], got {_shape(cam_k)}')
+    elif cam_k.dtype.kind != 'f' or not np.all(np.isfinite(cam_k)):
+        bad('camera_K', 'expected finite floats')
+    cam_d = a['camera_D']
+    if cam_d.ndim != 1:
+        bad('camera_D', f'expected shape [k], got {_shape(cam_d)}')
+    elif cam_d.dtype.kind != 'f' or not np.all(np.isfinite(cam_d)):
+        bad('camera_D', 'expected finite floats')
+    for key in ('camera_width', 'camera_height'):
+        v = a[key]
+        if v.shape != () or v.dtype.kind not in ('i', 'u') or int(v) <= 0:
+            bad(key, f'expected a positive integer scalar, got {v!r}')
+    return problems
+
+
+def check_episode(arrays: Mapping[str, Any], source: str = '<memory>') -> None:
+    """Raise :class:`SchemaError` listing every problem of ``arrays`` (see validate_episode)."""
+    problems = validate_episode(arrays, source)
+    if problems:
+        raise SchemaError('invalid episode:\n  ' + '\n  '.join(problems))
+
+
+def _from_arrays(a: Mapping[str, np.ndarray]) -> Episode:
+    return Episode(
+        stamp_ns=a['stamp_ns'],
+        rgb=a['rgb'],
+        depth=a['depth'],
+        q=a['q'],
+        dq=a['dq'],
+        ee_xyz=a['ee_xyz'],
+        ee_rpy=a['ee_rpy'],
+        joint_names=tuple(str(s) for s in a['joint_names']),
+        camera_K=np.asarray(a['camera_K'], dtype=np.float64),
+        camera_D=np.asarray(a['camera_D'], dtype=np.float64),
+        camera_width=int(a['camera_width']),
+        camera_height=int(a['camera_height']),
+    )
+
+
+def read_arrays(path: str | os.PathLike[str], keys: Iterable[str] | None = None) -> dict:
+    """Read (a subset of) the arrays of an npz file, wrapping I/O errors with the path."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            wanted = list(z.files) if keys is None else list(keys)
+            missing = [k for k in wanted if k not in z.files]
+            if missing:
+                raise SchemaError(f'{path}: key {missing[0]!r}: missing')
+            return {k: z[k] for k in wanted}
+    except SchemaError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise SchemaError(f'{path}: cannot read npz episode: {err}') from err
+
+
+def load_episode(path: str | os.PathLike[str]) -> Episode:
+    """Load and validate one episode file; raise :class:`SchemaError` naming file and key."""
+    arrays = read_arrays(path)
+    check_episode(arrays, str(path))
+    return _from_arrays(arrays)
+
+
+def validate_files(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Validate several files, raising one :class:`SchemaError` that lists every bad file."""
+    problems: list[str] = []
+    for p in paths:
+        try:
+            problems += validate_episode(read_arrays(p), str(p))
+        except SchemaError as err:
+            problems.append(str(err))
+    if problems:
+        raise SchemaError(
+            f'{len(problems)} problem(s) in {len(paths)} episode file(s):\n  '
+            + '\n  '.join(problems)
+        )
+
+
+def atomic_write(path: str | os.PathLike[str], write: Any, *, overwrite: bool = True) -> Path:
+    """
+    Write a file atomically: ``write(tmp_path)`` fills a temp file, then it replaces ``path``.
+
+    A failure leaves no partial output (the temp file is removed).
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise SchemaError(f'{path}: exists (use overwrite to replace it)')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_episode(
+    path: str | os.PathLike[str],
+    episode: Episode | Mapping[str, Any],
+    *,
+    compress: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """
+    Validate ``episode`` and write it to ``path`` atomically.
+
+    :param compress: ``np.savez_compressed`` (smaller) or ``np.savez`` (faster to load).
+    :param overwrite: replace an existing file; otherwise an existing file is an error.
+    """
+    arrays = episode.to_arrays() if isinstance(episode, Episode) else dict(episode)
+    check_episode(arrays, str(path))
+    saver = np.savez_compressed if compress else np.savez
+
+    def write(tmp: Path) -> None:
+        with open(tmp, 'wb') as f:
+            saver(f, **arrays)
+
+    try:
+        return atomic_write(path, write, overwrite=overwrite)
+    except OSError as err:
+        raise SchemaError(f'{path}: cannot write episode: {err}') from err
