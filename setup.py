@@ -29,6 +29,7 @@ setup(
             'policy_node = kinova_policy_ros.policy_node:main',
             'bag_to_npz = kinova_policy_ros.bag_to_npz:main',
             'sim_node = kinova_policy_ros.sim.sim_node:main',
+            'sim_expert = kinova_policy_ros.sim.expert_node:main',
             'record_demos = kinova_policy_ros.sim.record_demos:main',
             'train_policy = kinova_policy_ros.train:main',
             'evaluate_policy = kinova_policy_ros.evaluate:main',

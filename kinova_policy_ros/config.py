@@ -229,6 +229,9 @@ class TrainConfig:
     log_every: int = 10
     #: Sample episode starts (t < obs_horizon) this many times more often (1 = uniform).
     start_oversample: float = 1.0
+    #: Windows per segment: S consecutive samples share their K+S-1 frame encodings (1 = every
+    #: sample independent, the seed recipe). About (K*S)/(K+S-1) times fewer image encodings.
+    windows_per_segment: int = 1
     ema: EMAConfig = field(default_factory=EMAConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -268,6 +271,12 @@ class TrainConfig:
             "must be 'auto', 'cpu' or 'cuda[:N]'",
         )
         _require(self.num_workers >= 0, 'train.num_workers', self.num_workers, 'must be >= 0')
+        _require(
+            self.windows_per_segment >= 1 and self.batch_size % self.windows_per_segment == 0,
+            'train.windows_per_segment',
+            self.windows_per_segment,
+            f'must be >= 1 and divide train.batch_size ({self.batch_size})',
+        )
         _require(
             self.start_oversample >= 1.0,
             'train.start_oversample',

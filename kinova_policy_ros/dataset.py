@@ -143,6 +143,19 @@ def open_cached_episode(
     )
 
 
+class SegmentDataset(torch.utils.data.Dataset):
+    """View of a :class:`KinovaJointDataset` whose item ``i`` is ``ds.segment(i, S)``."""
+
+    def __init__(self, ds: 'KinovaJointDataset', num_windows: int) -> None:
+        self.ds, self.num_windows = ds, num_windows
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.ds.segment(index, self.num_windows)
+
+
 def window_indices(t: int, obs_horizon: int, n: int) -> np.ndarray:
     """Frames ``[t-K+1 .. t]``, indices below 0 repeating frame 0 (edge padding)."""
     return np.clip(np.arange(t - obs_horizon + 1, t + 1), 0, n - 1)
@@ -288,6 +301,44 @@ class KinovaJointDataset(torch.utils.data.Dataset):
             'q': torch.from_numpy(self._q_norm.normalize(ep.q[obs])),
             'dq': torch.from_numpy(self._dq_norm.normalize(ep.dq[obs])),
             'gt_joint': torch.from_numpy(self._q_norm.normalize(ep.q[fut])),
+        }
+
+    def segment(self, index: int, num_windows: int) -> dict[str, torch.Tensor]:
+        """
+        ``num_windows`` (S) consecutive samples that share their frames, for faster training.
+
+        The windows end at frames ``t0 .. t0+S-1`` of the episode of sample ``index`` (``t0`` is
+        that sample's frame, moved back so all S fit in the episode when it is long enough);
+        they use the L = K+S-1 frames ``t0-K+1 .. t0+S-1`` (edge-padded like single samples).
+        Window ``s`` is frames ``window_index[s]`` and equals sample ``t0+s``.
+
+        :return: ``rgb [L,3,H,W]``, ``depth [L,1,H,W]``, ``window_index [S,K]`` (int64),
+            ``q [S,K,7]``, ``dq [S,K,7]``, ``gt_joint [S,T,7]``.
+        """
+        ep_i, t = self.locate(int(index))
+        ep = self.episodes[ep_i]
+        n = int(self.lengths[ep_i])
+        k, horizon, s_n = self.cfg.obs_horizon, self.cfg.pred_horizon, num_windows
+        t0 = max(0, min(t, n - s_n))
+        frames = np.clip(np.arange(t0 - k + 1, t0 + s_n), 0, n - 1)  # [L]
+        win = np.arange(s_n)[:, None] + np.arange(k)[None, :]  # [S,K] into frames
+        ends = np.minimum(t0 + np.arange(s_n), n - 1)  # [S] sample frame t of each window
+        fut = np.clip(ends[:, None] + 1 + np.arange(horizon)[None, :], 0, n - 1)  # [S,T]
+        lo, hi = int(frames[0]), int(frames[-1]) + 1
+        rgb, depth = frames_to_tensors(
+            np.asarray(ep.rgb[lo:hi])[frames - lo],
+            np.asarray(ep.depth[lo:hi])[frames - lo],
+            self.cfg.max_depth_m,
+            self.cfg.normalize_depth01,
+        )
+        obs = frames[win]  # [S,K] episode frame of each window slot
+        return {
+            'rgb': rgb,
+            'depth': depth,
+            'window_index': torch.from_numpy(win),
+            'q': torch.from_numpy(self._q_norm.normalize(ep.q[obs])),  # [S,K,7]
+            'dq': torch.from_numpy(self._dq_norm.normalize(ep.dq[obs])),
+            'gt_joint': torch.from_numpy(self._q_norm.normalize(ep.q[fut])),  # [S,T,7]
         }
 
     @classmethod

@@ -92,7 +92,7 @@ class PositionalEncoding(nn.Module):
         self.register_buffer('pe', pe, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.pe[: x.shape[1]][None]  # [B,L,D] + [1,L,D]
+        return x + self.pe[:x.shape[1]][None]  # [B,L,D] + [1,L,D]
 
 
 class TransformerJointGripperNoDQ(nn.Module):
@@ -133,8 +133,16 @@ class TransformerJointGripperNoDQ(nn.Module):
         :param q: float32 [N,7] normalized joint positions.
         :return: tokens [N,D] (before positional encoding).
         """
-        feat = torch.cat([self.rgb_enc(rgb), self.depth_enc(depth), self.q_enc(q)], dim=-1)
-        return self.fuse(feat)  # [N,2*img+q] -> [N,D]
+        return self.fuse_tokens(self.encode_images(rgb, depth), q)
+
+    def encode_images(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """Image features of frames: [N,3,H,W] + [N,1,H,W] -> [N,2*img] (the costly part)."""
+        return torch.cat([self.rgb_enc(rgb), self.depth_enc(depth)], dim=-1)
+
+    def fuse_tokens(self, image_feat: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Join image features [...,2*img] and normalized joints [...,7] into tokens [...,D]."""
+        feat = torch.cat([image_feat, self.q_enc(q)], dim=-1)  # [...,2*img+q]
+        return self.fuse(feat)  # [...,D]
 
     def decode_tokens(self, tokens: torch.Tensor, pred_horizon: int) -> torch.Tensor:
         """
@@ -158,6 +166,7 @@ class TransformerJointGripperNoDQ(nn.Module):
         obs_depth: torch.Tensor,
         obs_q: torch.Tensor,
         pred_horizon: int = 12,
+        window_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Predict normalized joint targets from a batch of observation windows.
@@ -168,8 +177,21 @@ class TransformerJointGripperNoDQ(nn.Module):
         - ``obs_depth``: [B,K,1,H,W] in [0, 1] (``normalize_depth01``)
         - ``obs_q``: [B,K,7] in [-1, 1]
 
+        Segment batches (training speed-up, see ``KinovaJointDataset.segment``): with
+        ``window_index`` [S,K] the images are G segments of L frames, ``obs_rgb`` [G,L,3,H,W],
+        ``obs_depth`` [G,L,1,H,W], each frame encoded once and shared by the S windows that
+        contain it, and ``obs_q`` is [G*S,K,7]; then B = G*S.
+
         :return: ``pred_joint`` [B,T,7] in [-1, 1], T = ``pred_horizon``.
         """
+        if window_index is not None:
+            g, n_frames = obs_rgb.shape[:2]
+            feat = self.encode_images(
+                obs_rgb.flatten(0, 1),  # [G,L,3,H,W] -> [G*L,3,H,W]
+                obs_depth.flatten(0, 1),  # [G,L,1,H,W] -> [G*L,1,H,W]
+            ).view(g, n_frames, -1)  # [G*L,F] -> [G,L,F]
+            windows = feat[:, window_index].flatten(0, 1)  # [G,S,K,F] -> [G*S,K,F]
+            return self.decode_tokens(self.fuse_tokens(windows, obs_q), pred_horizon)
         b, k = obs_rgb.shape[:2]
         tokens = self.encode_frames(
             obs_rgb.flatten(0, 1),  # [B,K,3,H,W] -> [B*K,3,H,W]

@@ -40,7 +40,7 @@ from kinova_policy_ros.config import (
     load_experiment_config,
     to_dict,
 )
-from kinova_policy_ros.dataset import KinovaJointDataset, list_episode_files
+from kinova_policy_ros.dataset import KinovaJointDataset, list_episode_files, SegmentDataset
 from kinova_policy_ros.errors import CheckpointError, KinovaPolicyError
 from kinova_policy_ros.model import count_parameters, TransformerJointGripperNoDQ
 from kinova_policy_ros.plots import plot_loss_curve
@@ -126,31 +126,36 @@ class StepBatchSampler(torch.utils.data.Sampler):
             yield idx[self.d.rank * per_rank:(self.d.rank + 1) * per_rank].tolist()
 
 
-def augment(batch: dict[str, torch.Tensor], cfg: AugmentConfig, g: torch.Generator) -> None:
-    """Apply the training-only measures in place (CPU generator: reproducible everywhere)."""
-    rgb, depth, q = batch['rgb'], batch['depth'], batch['q']  # [B,K,3,H,W], [B,K,1,H,W], [B,K,7]
-    b, k, _, h, w = rgb.shape
+def augment_images(
+    rgb: torch.Tensor, depth: torch.Tensor, cfg: AugmentConfig, g: torch.Generator
+) -> None:
+    """Shift and colour-jitter images [B,N,C,H,W] in place, the same for the N frames of a row."""
+    b, n, _, h, w = rgb.shape
     if cfg.image_shift_px:
         p = cfg.image_shift_px
         shifts = torch.randint(0, 2 * p + 1, (b, 2), generator=g)
-        rgb_p = F.pad(rgb.flatten(1, 2), (p, p, p, p), mode='replicate')  # [B,K*3,H+2p,W+2p]
-        dep_p = F.pad(depth.flatten(1, 2), (p, p, p, p), mode='replicate')  # [B,K,H+2p,W+2p]
-        for i in range(b):  # one shift per sample, the same for its K frames
+        rgb_p = F.pad(rgb.flatten(1, 2), (p, p, p, p), mode='replicate')  # [B,N*3,H+2p,W+2p]
+        dep_p = F.pad(depth.flatten(1, 2), (p, p, p, p), mode='replicate')  # [B,N,H+2p,W+2p]
+        for i in range(b):
             dy, dx = int(shifts[i, 0]), int(shifts[i, 1])
-            rgb[i] = rgb_p[i, :, dy:dy + h, dx:dx + w].view(k, 3, h, w)  # [K*3,h,w]->[K,3,h,w]
-            depth[i] = dep_p[i, :, dy:dy + h, dx:dx + w].view(k, 1, h, w)
+            rgb[i] = rgb_p[i, :, dy:dy + h, dx:dx + w].view(n, 3, h, w)  # [N*3,h,w]->[N,3,h,w]
+            depth[i] = dep_p[i, :, dy:dy + h, dx:dx + w].view(n, 1, h, w)
     if cfg.color_jitter:
         gain = 1 + (torch.rand(b, 1, 3, 1, 1, generator=g) * 2 - 1) * cfg.color_jitter
         rgb.mul_(gain.to(rgb.device)).clamp_(0.0, 1.0)
+
+
+def augment_joints(q: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> None:
+    """Drop the joint history and add noise to observation windows q [B,K,7] in place."""
     if cfg.q_history_dropout:
-        drop = torch.rand(b, generator=g) < cfg.q_history_dropout  # [B]
-        q[drop.to(q.device), :-1] = q[drop.to(q.device), -1:]  # history := current frame
+        drop = (torch.rand(q.shape[0], generator=g) < cfg.q_history_dropout).to(q.device)
+        q[drop, :-1] = q[drop, -1:]  # history := the current frame
     if cfg.q_noise_std:
         q.add_(torch.randn(q.shape, generator=g).to(q.device) * cfg.q_noise_std)
 
 
 def make_loader(
-    ds: KinovaJointDataset, sampler: StepBatchSampler, workers: int, pin: bool
+    ds: torch.utils.data.Dataset, sampler: StepBatchSampler, workers: int, pin: bool
 ) -> torch.utils.data.DataLoader:
     # A private generator: the loader must not draw from the global RNG (dropout), or a resumed
     # run would see a shifted random stream.
@@ -205,10 +210,11 @@ class Trainer:
             else 'cpu'
         )
         self.d = init_distributed(kind)
-        if tc.batch_size % self.d.world:
+        if (tc.batch_size // tc.windows_per_segment) % self.d.world:
             raise KinovaPolicyError(
-                f'train.batch_size ({tc.batch_size}) must be divisible by the number of '
-                f'processes ({self.d.world})'
+                f'train.batch_size / train.windows_per_segment '
+                f'({tc.batch_size // tc.windows_per_segment}) must be divisible by the number '
+                f'of processes ({self.d.world})'
             )
         self.device = torch.device(
             f'cuda:{self.d.local_rank}' if kind == 'cuda' and self.d.world > 1 else kind
@@ -388,10 +394,14 @@ class Trainer:
 
                 tb = SummaryWriter(str(self.out / 'tensorboard'))
         cdf = sampling_cdf(self.train_ds, tc.start_oversample)
-        sampler = StepBatchSampler(cdf, tc.batch_size, self.step, tc.num_steps, tc.seed, self.d)
-        loader = make_loader(
-            self.train_ds, sampler, tc.num_workers, pin=self.device.type == 'cuda'
+        seg = tc.windows_per_segment
+        sampler = StepBatchSampler(
+            cdf, tc.batch_size // seg, self.step, tc.num_steps, tc.seed, self.d
         )
+        source: torch.utils.data.Dataset = (
+            SegmentDataset(self.train_ds, seg) if seg > 1 else self.train_ds
+        )
+        loader = make_loader(source, sampler, tc.num_workers, pin=self.device.type == 'cuda')
         amp = torch.autocast('cuda', dtype=torch.bfloat16, enabled=self.device.type == 'cuda')
         bar = tqdm(
             total=tc.num_steps,
@@ -406,13 +416,23 @@ class Trainer:
         try:
             for batch in loader:
                 self.ddp.train()
+                window_index = None
+                if seg > 1:  # [G,S,...] -> [G*S,...]: one row per window
+                    window_index = batch['window_index'][0]  # [S,K], the same for every G
+                    batch['q'] = batch['q'].flatten(0, 1)
+                    batch['gt_joint'] = batch['gt_joint'].flatten(0, 1)
                 if self.cfg.train.augment.enabled:
                     g = torch.Generator().manual_seed(tc.seed * 1_000_003 + self.step)
-                    augment(batch, tc.augment, g)
+                    augment_images(batch['rgb'], batch['depth'], tc.augment, g)
+                    augment_joints(batch['q'], tc.augment, g)
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 with amp:
                     pred = self.ddp(
-                        batch['rgb'], batch['depth'], batch['q'], self.cfg.data.pred_horizon
+                        batch['rgb'],
+                        batch['depth'],
+                        batch['q'],
+                        self.cfg.data.pred_horizon,
+                        None if window_index is None else window_index.to(self.device),
                     )
                 loss = F.mse_loss(pred.float(), batch['gt_joint'])
                 if not torch.isfinite(loss):

@@ -166,3 +166,23 @@ def test_empty_folder_and_mismatched_joint_names(tmp_path: Path):
     save_episode(tmp_path / 'm' / 'b.npz', b)
     with pytest.raises(SchemaError, match="disagree on key 'joint_names'"):
         KinovaJointDataset(tmp_path / 'm', cache_dir=tmp_path / 'c')
+
+
+@pytest.mark.parametrize('index', [0, 3, 8, 9, 13])
+def test_segments_equal_consecutive_samples(episodes, index: int):
+    ds = make(episodes)
+    s_n = 3
+    seg = ds.segment(index, s_n)
+    assert seg['rgb'].shape == (K + s_n - 1, 3, *HW)
+    assert seg['window_index'].shape == (s_n, K)
+    e, t = ds.locate(index)
+    n = int(ds.lengths[e])
+    t0 = max(0, min(t, n - s_n))
+    start = index - t + t0  # the sample index of the first window
+    for s in range(s_n):
+        item = ds[start + s]
+        frames = seg['window_index'][s]
+        assert torch.equal(seg['rgb'][frames], item['rgb'])
+        assert torch.equal(seg['depth'][frames], item['depth'])
+        assert torch.equal(seg['q'][s], item['q'])
+        assert torch.equal(seg['gt_joint'][s], item['gt_joint'])

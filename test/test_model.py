@@ -82,3 +82,20 @@ def test_golden_output():
     expected = torch.tensor(golden['output_first_row'])
     assert torch.allclose(out[0, 0], expected, atol=1e-5), out[0, 0].tolist()
     assert float(out.sum()) == pytest.approx(golden['output_sum'], abs=1e-4)
+
+
+def test_segment_batch_equals_independent_windows():
+    """Shared frame encodings (training speed-up) give exactly the per-window result."""
+    model = golden_model()
+    g = torch.Generator().manual_seed(5)
+    frames_rgb = torch.rand(2, 10, 3, 24, 32, generator=g)  # G=2 segments of L=10 frames
+    frames_depth = torch.rand(2, 10, 1, 24, 32, generator=g)
+    window_index = torch.arange(3)[:, None] + torch.arange(8)[None, :]  # S=3 windows of K=8
+    q = torch.rand(6, 8, 7, generator=g)  # [G*S,K,7]
+    with torch.no_grad():
+        seg = model(frames_rgb, frames_depth, q, 12, window_index)
+        rgb = frames_rgb[:, window_index].flatten(0, 1)  # [G,S,K,...] -> [G*S,K,...]
+        depth = frames_depth[:, window_index].flatten(0, 1)
+        ref = model(rgb, depth, q, 12)
+    assert seg.shape == (6, 12, 7)
+    assert torch.allclose(seg, ref, atol=1e-5, rtol=0)

@@ -142,6 +142,17 @@ def test_ema_is_stepped_after_each_optimizer_step(data: Path, tmp_path: Path):
     assert not torch.equal(ema2[name], raw2[f'model.{name}'])
 
 
+def test_segment_batches_train(data: Path, tmp_path: Path):
+    out = tmp_path / 'seg'
+    overrides = ['train.num_steps=3', 'train.windows_per_segment=4', 'data.val_fraction=0']
+    overrides += ['train.augment.q_history_dropout=0.5', 'train.augment.image_shift_px=1']
+    assert run_cli(data, out, *overrides) == 0
+    rows = read_metrics(out)
+    assert [int(r['step']) for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(float(r['train_loss'])) for r in rows)
+    assert run_cli(data, tmp_path / 'bad', 'train.windows_per_segment=3') == 2
+
+
 def test_cli_errors_name_the_key(data: Path, tmp_path: Path, capsys):
     assert run_cli(data, tmp_path / 'x', 'train.num_stepz=3') == 2
     assert 'train.num_stepz: unknown key' in capsys.readouterr().err

@@ -1,0 +1,180 @@
+"""
+Benchmark of the rosbag2 -> npz converter against a raw rosbags read of the same bag.
+
+Writes a synthetic 640x480 RGB-D demonstration bag (rgb8 + 16UC1 at 30 Hz, joint states at
+100 Hz, TF, CameraInfo), then measures in the same run:
+
+* ``raw``: rosbags ``AnyReader`` read + ``deserialize`` of every message of the bag (baseline);
+* ``convert``: the converter on the same bag, uncompressed npz and compressed npz;
+* ``write floor``: ``np.savez`` of arrays of the output's size (what writing the npz costs);
+* peak RSS (VmHWM) of a fresh process converting the bag, against the size of the arrays it
+  writes.
+
+Goals (issue 4): conversion throughput >= 0.5x raw (uncompressed npz; the zlib of the
+compressed npz is reported separately), peak RSS <= 2x output size.
+
+    python bench/bench_bag_to_npz.py [--quick] [--frames N] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from kinova_policy_ros.bag_convert import convert_bag, ConvertOptions
+from kinova_policy_ros.bag_reader import BagSource
+from kinova_policy_ros.bag_synthetic import SynthSpec, write_bag
+import numpy as np
+
+
+def raw_read(bag: Path) -> tuple[float, int]:
+    """Return seconds and message count of a plain rosbags read + deserialize of ``bag``."""
+    start = time.perf_counter()
+    n = 0
+    with BagSource(bag) as src:
+        reader = src.reader
+        for conn, _, raw in reader.messages():
+            reader.deserialize(raw, conn.msgtype)
+            n += 1
+    return time.perf_counter() - start, n
+
+
+def convert(bag: Path, out: Path, compress: bool) -> tuple[float, int, dict[str, Any]]:
+    """Convert into a new directory ``out``; return seconds, npz bytes and array shapes."""
+    opts = ConvertOptions(compress=compress, progress=False)
+    start = time.perf_counter()
+    paths, _ = convert_bag(bag, out, opts)
+    elapsed = time.perf_counter() - start
+    with np.load(paths[0]) as z:
+        shapes = {k: (z[k].shape, z[k].dtype.str) for k in z.files}
+    size = paths[0].stat().st_size
+    paths[0].unlink()  # keep the page cache and the disk out of the next repeat
+    return elapsed, size, shapes
+
+
+def write_floor(shapes: dict[str, tuple[tuple[int, ...], str]], out: Path) -> tuple[float, int]:
+    """Seconds to allocate, fill and ``np.savez`` arrays of the given shapes to a new file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    arrays = {k: np.ones(shape, dtype) for k, (shape, dtype) in shapes.items()}
+    np.savez(out, **arrays)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - start
+    out.unlink()
+    return elapsed, 0
+
+
+def _status_kib(field: str) -> int:
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(field + ':'):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def child(bag: str, out: str) -> None:
+    """Convert in this fresh process and print RSS figures (KiB) as JSON."""
+    before = _status_kib('VmHWM')
+    paths, _ = convert_bag(bag, out, ConvertOptions(compress=False, progress=False))
+    peak = _status_kib('VmHWM')
+    with np.load(paths[0]) as z:
+        nbytes = int(sum(z[k].nbytes for k in z.files))
+    print(
+        json.dumps({'rss_after_imports_kib': before, 'peak_rss_kib': peak, 'array_bytes': nbytes})
+    )
+
+
+def best(fn: Any, repeats: int) -> Any:
+    results = [fn() for _ in range(repeats)]
+    return min(results, key=lambda r: r[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    p.add_argument('--quick', action='store_true', help='30 frames, 1 repeat (smoke test)')
+    p.add_argument('--frames', type=int, default=150, help='RGB frames (30 Hz)')
+    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3')
+    p.add_argument('--noise', type=int, default=6, help='camera-like noise (0: smooth frames)')
+    p.add_argument('--json', help='write the figures to this JSON file')
+    p.add_argument('--child', nargs=2, metavar=('BAG', 'OUT'), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        child(*args.child)
+        return 0
+    frames, repeats = (30, 1) if args.quick else (args.frames, args.repeats)
+    with tempfile.TemporaryDirectory(prefix='bench_bag_to_npz_') as tmp:
+        bag = Path(tmp) / 'bench_bag'
+        spec = SynthSpec(
+            n_frames=frames, height=480, width=640, storage=args.storage, noise=args.noise
+        )
+        t0 = time.perf_counter()
+        write_bag(bag, spec)
+        bag_bytes = sum(f.stat().st_size for f in bag.iterdir())
+        print(
+            f'wrote {frames} frames 640x480 RGB-D ({bag_bytes / 1e6:.1f} MB, '
+            f'{args.storage}) in {time.perf_counter() - t0:.1f} s',
+            flush=True,
+        )
+        raw_s, n_msgs = best(lambda: raw_read(bag), repeats)
+        runs = iter(range(10_000))
+
+        def fresh(name: str) -> Path:
+            return Path(tmp) / f'{name}{next(runs)}'
+
+        conv_s, npz_bytes, shapes = best(
+            lambda: convert(bag, fresh('out'), compress=False), repeats
+        )
+        floor_s, _ = best(lambda: write_floor(shapes, fresh('floor') / 'x.npz'), repeats)
+        comp_s, npzc_bytes, _ = best(lambda: convert(bag, fresh('outc'), compress=True), repeats)
+        proc = subprocess.run(
+            [sys.executable, __file__, '--child', str(bag), str(Path(tmp) / 'outr')],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        rss = json.loads(proc.stdout.strip().splitlines()[-1])
+    peak = rss['peak_rss_kib'] * 1024
+    figures = {
+        'frames': frames,
+        'storage': args.storage,
+        'bag_mb': bag_bytes / 1e6,
+        'messages': n_msgs,
+        'raw_read_s': raw_s,
+        'convert_s': conv_s,
+        'convert_compressed_s': comp_s,
+        'throughput_ratio': raw_s / conv_s,
+        'throughput_ratio_compressed': raw_s / comp_s,
+        'write_floor_s': floor_s,
+        'ratio_bound_raw_over_raw_plus_floor': raw_s / (raw_s + floor_s),
+        'convert_fps': frames / conv_s,
+        'npz_mb': npz_bytes / 1e6,
+        'npz_compressed_mb': npzc_bytes / 1e6,
+        'array_mb': rss['array_bytes'] / 1e6,
+        'peak_rss_mb': peak / 1e6,
+        'rss_after_imports_mb': rss['rss_after_imports_kib'] * 1024 / 1e6,
+        'peak_rss_over_output': peak / rss['array_bytes'],
+        'added_rss_over_output': (peak - rss['rss_after_imports_kib'] * 1024) / rss['array_bytes'],
+    }
+    print('| figure | value |\n|---|---|')
+    for key, value in figures.items():
+        print(f'| {key} | {value:.3f} |' if isinstance(value, float) else f'| {key} | {value} |')
+    ok_speed = figures['throughput_ratio'] >= 0.5
+    ok_mem = figures['peak_rss_over_output'] <= 2.0
+    print(
+        f'goal throughput >= 0.5x raw: {"met" if ok_speed else "NOT met"}; '
+        f'goal peak RSS <= 2x output: {"met" if ok_mem else "NOT met"}'
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""
+Training throughput (samples/s) at the default model size, and the loader's share of it.
+
+Runs the real Trainer on synthetic episodes for a few steps after warm-up. On CUDA the
+trainer uses bf16 autocast.
+
+    python bench/bench_train_step.py [--steps 20] [--batch 64] [--device cpu]
+"""
+
+import argparse
+import csv
+from pathlib import Path
+import sys
+import tempfile
+import time
+
+from common import report
+from kinova_policy_ros.config import load_experiment_config
+from kinova_policy_ros.synthetic import write_episodes
+from kinova_policy_ros.train import Trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--steps', type=int, default=20)
+    ap.add_argument('--batch', type=int, default=64)
+    ap.add_argument('--device', default='cpu')
+    ap.add_argument('--workers', type=int, default=0)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / 'data'
+        write_episodes(data, 4, num_frames=150, hw=(120, 160))
+        cfg = load_experiment_config(
+            None,
+            [
+                f'train.num_steps={args.steps + 3}',
+                f'train.batch_size={args.batch}',
+                f'train.device={args.device}',
+                f'train.num_workers={args.workers}',
+                'train.log_every=1',
+                'train.val_every=100000',
+                'train.checkpoint_every=100000',
+                'data.val_fraction=0',
+            ],
+        )
+        t0 = time.perf_counter()
+        trainer = Trainer(
+            cfg, data, Path(tmp) / 'run', cache_dir=Path(tmp) / 'cache', progress=False
+        )
+        setup_s = time.perf_counter() - t0
+        trainer.run()
+        with open(Path(tmp) / 'run' / 'metrics.csv') as f:
+            rows = list(csv.DictReader(f))
+    rates = [float(r['samples_per_s']) for r in rows[3:]]  # skip warm-up steps
+    report(
+        'train_step',
+        {
+            'command': 'python bench/bench_train_step.py ' + ' '.join(sys.argv[1:]),
+            'device': str(trainer.device),
+            'batch_size': args.batch,
+            'resize_hw': list(cfg.data.resize_hw),
+            'samples_per_s_median': sorted(rates)[len(rates) // 2],
+            'steps_per_s_median': sorted(rates)[len(rates) // 2] / args.batch,
+            'setup_s': setup_s,
+        },
+    )
+
+
+if __name__ == '__main__':
+    main()

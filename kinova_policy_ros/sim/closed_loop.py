@@ -1,0 +1,212 @@
+"""
+In-process closed-loop evaluation of a policy on ``Gen3Sim`` (no ROS, no DDS, deterministic).
+
+Does what the policy node does, tick by tick, on simulated time: every ``dt`` it renders the
+camera, maps the measured (wrapped) joint positions into the training range
+(``safety.map_measured_into_range``) and pushes the observation; every ``action_horizon`` ticks
+it predicts, bounds the first ``action_horizon`` points (``safety.bound_trajectory``, times
+``(i + 1)·dt``) and hands them to the same ``TrajectoryFollower`` the simulator node uses
+(stamp 0, replacing the running trajectory, starting from the measured state). An optional
+``command_delay_s`` models inference + transport latency in simulated time.
+
+It is faster than real time with a small model and gives the same numbers for the same seed, so
+it suits smoke tests and quick evaluations; the ROS path (``sim_node`` + ``policy_node``) is the
+end-to-end check.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kinova_policy_ros import kinematics as kin
+from kinova_policy_ros.errors import ConfigError
+from kinova_policy_ros.safety import bound_trajectory, CommandLimits, map_measured_into_range
+from kinova_policy_ros.sim.env import Gen3Sim
+from kinova_policy_ros.sim.trajectory import TrajectoryCommand, TrajectoryFollower
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class Policy(Protocol):
+    """What the loop needs of a policy (``inference.PolicyRunner`` has it)."""
+
+    dt: float
+    action_horizon: int
+    joint_names: tuple[str, ...]
+    q_min: np.ndarray
+    q_max: np.ndarray
+
+    def reset(self) -> None: ...
+
+    def push_observation(self, rgb: np.ndarray, depth_m: np.ndarray, q: np.ndarray) -> None: ...
+
+    def predict(self) -> np.ndarray: ...
+
+
+@dataclass
+class ClosedLoopResult:
+    """One closed-loop episode: outcome, and traces at every control tick."""
+
+    seed: int
+    target: FloatArray
+    final_distance: float
+    min_distance: float
+    success: bool
+    success_5cm: bool
+    time_to_success_s: float | None
+    chunk_velocity_jumps: FloatArray  # [plans - 1] max |Δ desired velocity| at a replacement
+    times_s: FloatArray = field(repr=False)  # [ticks]
+    q: FloatArray = field(repr=False)  # [ticks, 7] measured, wrapped like the driver
+    distance: FloatArray = field(repr=False)  # [ticks]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly summary without the traces."""
+        return {
+            'seed': self.seed,
+            'target': [float(v) for v in self.target],
+            'final_distance': self.final_distance,
+            'min_distance': self.min_distance,
+            'success': self.success,
+            'success_5cm': self.success_5cm,
+            'time_to_success_s': self.time_to_success_s,
+            'max_chunk_velocity_jump': float(np.max(self.chunk_velocity_jumps, initial=0.0)),
+        }
+
+
+def run_policy_episode(
+    sim: Gen3Sim,
+    policy: Policy,
+    seed: int,
+    duration_s: float = 8.0,
+    action_horizon: int | None = None,
+    command_delay_s: float = 0.0,
+    velocity_scale: float = 0.5,
+    success_threshold: float = 0.03,
+) -> ClosedLoopResult:
+    """Reset ``sim`` to ``seed`` and let ``policy`` control it for ``duration_s`` simulated s."""
+    if tuple(policy.joint_names) != kin.JOINT_NAMES:
+        raise ConfigError(
+            f'policy joint_names {list(policy.joint_names)} must be {list(kin.JOINT_NAMES)}'
+        )
+    dt = float(policy.dt)
+    horizon = int(action_horizon or policy.action_horizon)
+    if not dt > 0 or horizon < 1:
+        raise ConfigError(f'policy dt {dt} and action_horizon {horizon} must be positive')
+    limits = CommandLimits.gen3(velocity_scale=velocity_scale)
+    q_min = np.asarray(policy.q_min, dtype=np.float64)
+    q_max = np.asarray(policy.q_max, dtype=np.float64)
+    spec = sim.reset(seed)
+    policy.reset()
+    follower = TrajectoryFollower()
+    pending: list[tuple[int, TrajectoryCommand]] = []  # (arrival ns, command)
+    jumps: list[float] = []
+    times, qs, dists = [], [], []
+    n_ticks = round(duration_s / dt)
+    ticks_until_plan = 0
+    for k in range(n_ticks + 1):
+        tick_ns = round(k * dt * 1e9)
+        # advance physics to the tick, delivering delayed commands on the way
+        while sim.time_ns < tick_ns:
+            now = sim.time_ns
+            while pending and pending[0][0] <= now:
+                _, cmd = pending.pop(0)
+                before = follower.sample(now)
+                follower.set_trajectory(cmd, now, sim.joint_positions(), sim.joint_velocities())
+                after = follower.sample(now)
+                if before is not None and after is not None:
+                    jumps.append(float(np.max(np.abs(after[1] - before[1]))))
+            desired = follower.sample(now)
+            if desired is None:
+                sim.hold()
+            else:
+                sim.step(desired[0], desired[1])
+        q_meas = sim.joint_positions()
+        times.append(sim.time)
+        qs.append(q_meas)
+        dists.append(sim.distance())
+        if k == n_ticks:
+            break
+        rgb, depth = sim.render()
+        q_model = map_measured_into_range(q_meas, q_min, q_max, kin.CONTINUOUS)
+        policy.push_observation(rgb, depth, q_model)
+        ticks_until_plan -= 1
+        if ticks_until_plan > 0:
+            continue
+        ticks_until_plan = horizon
+        pred = np.asarray(policy.predict(), dtype=np.float64)[:horizon]
+        positions, velocities = bound_trajectory(pred, q_meas, dt, limits)
+        cmd = TrajectoryCommand(
+            joint_names=kin.JOINT_NAMES,
+            time_from_start=[(i + 1) * dt - command_delay_s for i in range(len(positions))],
+            positions=positions.tolist(),
+            velocities=velocities.tolist(),
+        )
+        if cmd.time_from_start[0] <= 0:
+            raise ConfigError(f'command_delay_s {command_delay_s} must be shorter than dt {dt}')
+        pending.append((sim.time_ns + round(command_delay_s * 1e9), cmd))
+    distance = np.asarray(dists)
+    reached = np.nonzero(distance <= success_threshold)[0]
+    final = float(distance[-1])
+    return ClosedLoopResult(
+        seed=seed,
+        target=spec.target.copy(),
+        final_distance=final,
+        min_distance=float(distance.min()),
+        success=final <= success_threshold,
+        success_5cm=final <= 0.05,
+        time_to_success_s=float(times[reached[0]]) if reached.size else None,
+        chunk_velocity_jumps=np.asarray(jumps),
+        times_s=np.asarray(times),
+        q=np.asarray(qs),
+        distance=distance,
+    )
+
+
+def evaluate(
+    sim: Gen3Sim, policy: Policy, seeds: Sequence[int], **kwargs: Any
+) -> list[ClosedLoopResult]:
+    """Run ``run_policy_episode`` for every seed (keyword arguments are passed on)."""
+    return [run_policy_episode(sim, policy, seed, **kwargs) for seed in seeds]
+
+
+class ExpertPolicy:
+    """
+    The scripted expert behind the ``Policy`` interface (a reference and a test double).
+
+    Every prediction re-plans from the last observed joint positions to the episode's target and
+    returns the plan sampled at ``(i + 1)·dt`` for ``pred_horizon`` steps.
+    """
+
+    joint_names = kin.JOINT_NAMES
+
+    def __init__(self, sim: Gen3Sim, dt: float = 1 / 15, pred_horizon: int = 12) -> None:
+        self.sim = sim
+        self.dt = dt
+        self.pred_horizon = pred_horizon
+        self.action_horizon = pred_horizon // 2
+        self.q_min = np.full(7, -np.inf)
+        self.q_max = np.full(7, np.inf)
+        self._q: FloatArray | None = None
+        self._plan: Any = None
+
+    def reset(self) -> None:
+        """Forget the plan (a new episode)."""
+        self._q = None
+        self._plan = None
+
+    def push_observation(self, rgb: np.ndarray, depth_m: np.ndarray, q: np.ndarray) -> None:
+        """Keep the joint positions (the expert does not look at the images)."""
+        self._q = np.asarray(q, dtype=np.float64)
+
+    def predict(self) -> np.ndarray:
+        """Return ``[pred_horizon, 7]`` joint targets along a plan from the measured state."""
+        from kinova_policy_ros.sim.expert import plan_reach
+
+        assert self._q is not None
+        if self._plan is None:
+            self._plan = (0.0, plan_reach(self._q, self.sim.target_position()))
+        t0, plan = self._plan
+        t = self.sim.time - t0 + (np.arange(self.pred_horizon) + 1) * self.dt
+        return np.stack([np.interp(t, plan.times, plan.positions[:, j]) for j in range(7)], axis=1)

@@ -1,0 +1,273 @@
+"""
+``Gen3Sim``: the simulated Kinova Gen3 reaching scene, pure Python + MuJoCo (no ROS).
+
+One episode = one seed: the seed fixes the start pose (Gen3 "home" plus a small uniform
+perturbation) and the position and yaw of the red target cube on the table. Physics runs at
+``SceneConfig.physics_dt``; ``step`` holds one joint command for a given duration.
+
+Joint angles are reported the way the Kortex driver reports them: wrapped to [-π, π) for the
+continuous joints (1, 3, 5, 7). Commands may use any 2π representation of a continuous joint:
+each command is mapped to the equivalent angle nearest the current servo reference, so a
+continuous joint follows a command stream through ±π without spinning around.
+"""
+
+from dataclasses import dataclass, field
+
+from kinova_policy_ros import kinematics as kin
+from kinova_policy_ros.errors import ConfigError
+from kinova_policy_ros.sim.mjcf import build_mjcf, SceneConfig
+import mujoco
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+GRIPPER_JOINT = 'robotiq_85_left_knuckle_joint'
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """What ``sensor_msgs/CameraInfo`` carries for the simulated camera (no distortion)."""
+
+    width: int
+    height: int
+    K: FloatArray
+    D: FloatArray = field(default_factory=lambda: np.zeros(5))
+    distortion_model: str = 'plumb_bob'
+    frame_id: str = 'camera_color_optical_frame'
+
+    @property
+    def P(self) -> FloatArray:
+        """Projection matrix ``[3, 4]`` of a monocular camera: ``[K | 0]``."""
+        return np.hstack([self.K, np.zeros((3, 1))])
+
+
+def intrinsics_from_fovy(width: int, height: int, fovy_deg: float) -> FloatArray:
+    """
+    Pinhole matrix K of a MuJoCo camera with vertical field of view ``fovy_deg``.
+
+    MuJoCo pixels are square; the principal point is the image centre in the ROS convention
+    (pixel ``i`` covers ``[i - 0.5, i + 0.5]``), i.e. ``((W - 1) / 2, (H - 1) / 2)``.
+    """
+    f = (height / 2.0) / np.tan(np.deg2rad(fovy_deg) / 2.0)
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """What a seed fixes: the start joint positions, the target position and yaw."""
+
+    seed: int
+    q0: FloatArray
+    target: FloatArray
+    target_yaw: float
+
+
+def episode_spec(seed: int, scene: SceneConfig, start_noise: float) -> EpisodeSpec:
+    """Draw the start pose and the target of episode ``seed`` (deterministic, no MuJoCo)."""
+    if seed < 0:
+        raise ConfigError(f'seed must be >= 0, got {seed}')
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(*scene.target_x)
+    y = rng.uniform(*scene.target_y)
+    yaw = float(rng.uniform(-np.pi / 4, np.pi / 4))
+    noise = rng.uniform(-start_noise, start_noise, size=kin.NUM_JOINTS)
+    q0 = kin.clip_to_limits(kin.HOME + noise, margin=0.05)
+    target = np.array([x, y, scene.table_height + scene.cube_half_size])
+    return EpisodeSpec(seed=seed, q0=q0, target=target, target_yaw=yaw)
+
+
+class Gen3Sim:
+    """
+    The simulated reaching scene.
+
+    :param scene: geometry, camera and servo gains.
+    :param start_noise: half-width (rad) of the uniform perturbation of the home start pose.
+    :param success_threshold: end-effector to target distance (m) counted as success.
+    :param render: create the offscreen renderer (needs EGL or OSMesa; set ``MUJOCO_GL``).
+    """
+
+    def __init__(
+        self,
+        scene: SceneConfig | None = None,
+        start_noise: float = 0.1,
+        success_threshold: float = 0.03,
+        render: bool = True,
+    ) -> None:
+        self.scene = scene or SceneConfig()
+        if self.scene.image_width <= 0 or self.scene.image_height <= 0:
+            raise ConfigError(
+                f'image size must be positive, got {self.scene.image_width}x'
+                f'{self.scene.image_height}'
+            )
+        if start_noise < 0:
+            raise ConfigError(f'start_noise must be >= 0, got {start_noise}')
+        self.start_noise = float(start_noise)
+        self.success_threshold = float(success_threshold)
+        self.model = mujoco.MjModel.from_xml_string(build_mjcf(self.scene))
+        self.data = mujoco.MjData(self.model)
+        self._qadr = np.array(
+            [self.model.joint(name).qposadr[0] for name in kin.JOINT_NAMES], dtype=np.intp
+        )
+        self._vadr = np.array(
+            [self.model.joint(name).dofadr[0] for name in kin.JOINT_NAMES], dtype=np.intp
+        )
+        self._ee_site = self.model.site('end_effector').id
+        self._camera = self.model.camera('rgbd').id
+        self._ff_gain = self.scene.kv / self.scene.kp
+        self._renderer: mujoco.Renderer | None = None
+        if render:
+            self._renderer = mujoco.Renderer(
+                self.model, height=self.scene.image_height, width=self.scene.image_width
+            )
+        self._ref = kin.HOME.copy()
+        self.episode = episode_spec(0, self.scene, self.start_noise)
+        self.reset(0)
+
+    # -- episode -------------------------------------------------------------------------------
+    def reset(self, seed: int) -> EpisodeSpec:
+        """Start episode ``seed``: arm at rest at its start pose, target on the table."""
+        spec = episode_spec(int(seed), self.scene, self.start_noise)
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[self._qadr] = spec.q0
+        self.data.qvel[self._vadr] = 0.0
+        self.data.mocap_pos[0] = spec.target
+        half = spec.target_yaw / 2
+        self.data.mocap_quat[0] = [np.cos(half), 0.0, 0.0, np.sin(half)]
+        self._ref = spec.q0.copy()
+        self.data.ctrl[:] = spec.q0
+        mujoco.mj_forward(self.model, self.data)
+        self.episode = spec
+        return spec
+
+    @property
+    def time(self) -> float:
+        """Return the simulated time since the reset, seconds."""
+        return float(self.data.time)
+
+    @property
+    def time_ns(self) -> int:
+        """Return the simulated time since the reset, integer nanoseconds."""
+        return round(self.data.time * 1e9)
+
+    # -- control -------------------------------------------------------------------------------
+    def step(
+        self,
+        q_des: npt.ArrayLike,
+        dq_des: npt.ArrayLike | None = None,
+        duration: float | None = None,
+    ) -> None:
+        """
+        Servo the arm towards ``q_des`` (with velocity feed-forward ``dq_des``) for ``duration``.
+
+        The servo reference moves no faster than the Gen3 velocity limits and stays inside the
+        position limits; continuous joints take the 2π-equivalent of ``q_des`` nearest to the
+        current reference. ``duration`` defaults to one physics step and is rounded to whole
+        physics steps (at least one).
+        """
+        q = np.asarray(q_des, dtype=np.float64)
+        if q.shape != (kin.NUM_JOINTS,) or not np.isfinite(q).all():
+            raise ValueError(f'q_des must be 7 finite values, got {q!r}')
+        dq = np.zeros(kin.NUM_JOINTS) if dq_des is None else np.asarray(dq_des, np.float64)
+        if dq.shape != (kin.NUM_JOINTS,) or not np.isfinite(dq).all():
+            raise ValueError(f'dq_des must be 7 finite values, got {dq!r}')
+        dt = self.model.opt.timestep
+        steps = max(1, round((dt if duration is None else duration) / dt))
+        target = kin.clip_to_limits(kin.nearest_equivalent(q, self._ref))
+        dq = np.clip(dq, -kin.VELOCITY_LIMITS, kin.VELOCITY_LIMITS)
+        for _ in range(steps):
+            max_step = kin.VELOCITY_LIMITS * dt
+            self._ref = self._ref + np.clip(target - self._ref, -max_step, max_step)
+            self.data.ctrl[:] = self._ref + self._ff_gain * dq
+            mujoco.mj_step(self.model, self.data)
+
+    def hold(self, duration: float | None = None) -> None:
+        """Keep the current servo reference for ``duration`` (default one physics step)."""
+        self.step(self._ref, None, duration)
+
+    # -- state ---------------------------------------------------------------------------------
+    def joint_positions(self, wrapped: bool = True) -> FloatArray:
+        """Arm joint positions ``[7]`` (continuous joints wrapped to [-π, π) by default)."""
+        q = self.data.qpos[self._qadr].copy()
+        if wrapped:
+            q[kin.CONTINUOUS] = kin.wrap_to_pi(q[kin.CONTINUOUS])
+        return q
+
+    def joint_velocities(self) -> FloatArray:
+        """Arm joint velocities ``[7]``, rad/s."""
+        return self.data.qvel[self._vadr].copy()
+
+    def ee_matrix(self) -> FloatArray:
+        """Homogeneous pose of ``end_effector_link`` in ``base_link``."""
+        t = np.eye(4)
+        t[:3, :3] = self.data.site_xmat[self._ee_site].reshape(3, 3)
+        t[:3, 3] = self.data.site_xpos[self._ee_site] - [0.0, 0.0, self.scene.table_height]
+        return t
+
+    def ee_pose(self) -> tuple[FloatArray, FloatArray]:
+        """End-effector ``(xyz, rpy)`` in ``base_link``."""
+        t = self.ee_matrix()
+        return t[:3, 3], kin.matrix_to_rpy(t[:3, :3])
+
+    def target_position(self) -> FloatArray:
+        """Centre of the target cube in ``base_link``, m."""
+        return self.data.mocap_pos[0] - [0.0, 0.0, self.scene.table_height]
+
+    def distance(self) -> float:
+        """Distance from the end effector to the target centre, m."""
+        return float(np.linalg.norm(self.ee_matrix()[:3, 3] - self.target_position()))
+
+    def success(self) -> bool:
+        """Whether the end effector is within ``success_threshold`` of the target."""
+        return self.distance() <= self.success_threshold
+
+    # -- camera --------------------------------------------------------------------------------
+    def camera_info(self) -> CameraIntrinsics:
+        """Intrinsics of the rendered RGB and depth images (they share one camera)."""
+        s = self.scene
+        return CameraIntrinsics(
+            width=s.image_width,
+            height=s.image_height,
+            K=intrinsics_from_fovy(s.image_width, s.image_height, s.camera_fovy_deg),
+            frame_id=s.camera_frame_id,
+        )
+
+    def camera_pose(self) -> FloatArray:
+        """Pose ``[4, 4]`` of the ROS optical frame (z forward, y down) in ``base_link``."""
+        t = np.eye(4)
+        rot = self.data.cam_xmat[self._camera].reshape(3, 3)
+        t[:3, :3] = rot @ np.diag([1.0, -1.0, -1.0])
+        t[:3, 3] = self.data.cam_xpos[self._camera] - [0.0, 0.0, self.scene.table_height]
+        return t
+
+    def render(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+        """
+        Render the camera: ``rgb`` uint8 ``[H, W, 3]`` and ``depth`` float32 ``[H, W]`` metres.
+
+        Depth is the distance along the optical axis; 0 where nothing is within
+        ``SceneConfig.depth_far``.
+        """
+        if self._renderer is None:
+            raise RuntimeError('Gen3Sim was created with render=False')
+        r = self._renderer
+        r.update_scene(self.data, camera=self._camera)
+        rgb = r.render().copy()
+        r.enable_depth_rendering()
+        try:
+            depth = r.render().astype(np.float32)
+        finally:
+            r.disable_depth_rendering()
+        depth[~(depth < self.scene.depth_far * 0.999)] = 0.0
+        return rgb, depth
+
+    def close(self) -> None:
+        """Free the renderer (its GL context)."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def __enter__(self) -> 'Gen3Sim':
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

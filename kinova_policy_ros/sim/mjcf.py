@@ -1,0 +1,187 @@
+"""
+MJCF model of the simulated scene: a capsule Kinova Gen3 on a table, a red target cube, a camera.
+
+The arm is built from the URDF joint table of SPEC section 9 (``kinematics.URDF_CHAIN``), so the
+MuJoCo forward kinematics equals ``kinematics.fk``. Each arm joint is a hinge about its local z
+axis with the Gen3 position limits on joints 2, 4 and 6 (1, 3, 5, 7 are continuous), driven by a
+position actuator. The arm does not collide with anything (the task is reaching, not grasping),
+gravity is off (the real Gen3 compensates it in firmware). Shadows and offscreen multisampling are
+off: on a CPU renderer (llvmpipe) shadows cost ~20x and 4x MSAA ~2.5x the render time of a
+128x96 RGB + depth frame (bench/bench_sim.py).
+"""
+
+from dataclasses import dataclass
+
+from kinova_policy_ros import kinematics as kin
+import numpy as np
+import numpy.typing as npt
+
+Vec3 = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """
+    Geometry of the scene, the camera and the controller gains.
+
+    The camera looks from ``camera_pos`` at ``camera_lookat`` (base_link frame, metres) with a
+    vertical field of view ``camera_fovy_deg``; images are ``image_width`` x ``image_height``.
+    Targets are drawn uniformly in ``target_x`` x ``target_y`` on the table top.
+    """
+
+    image_width: int = 128
+    image_height: int = 96
+    camera_pos: Vec3 = (1.05, -0.75, 0.95)
+    camera_lookat: Vec3 = (0.38, 0.0, 0.15)
+    camera_fovy_deg: float = 50.0
+    camera_frame_id: str = 'camera_color_optical_frame'
+    table_height: float = 0.0
+    cube_half_size: float = 0.03
+    target_x: tuple[float, float] = (0.35, 0.62)
+    target_y: tuple[float, float] = (-0.22, 0.22)
+    physics_dt: float = 0.002
+    joint_armature: float = 0.2
+    tracking_bandwidth: float = 40.0
+    depth_near: float = 0.05
+    depth_far: float = 4.0
+
+    @property
+    def kp(self) -> float:
+        """Position gain (N m / rad) of the critically damped joint servo."""
+        return self.joint_armature * self.tracking_bandwidth**2
+
+    @property
+    def kv(self) -> float:
+        """Velocity gain (N m s / rad) of the critically damped joint servo."""
+        return 2.0 * self.joint_armature * self.tracking_bandwidth
+
+
+def _quat_from_matrix(r: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Return the unit quaternion (w, x, y, z) of a rotation matrix."""
+    w = np.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
+    x = np.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2
+    y = np.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2
+    z = np.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2
+    x = np.copysign(x, r[2, 1] - r[1, 2])
+    y = np.copysign(y, r[0, 2] - r[2, 0])
+    z = np.copysign(z, r[1, 0] - r[0, 1])
+    q = np.array([w, x, y, z])
+    return q / np.linalg.norm(q)
+
+
+def _fmt(values: npt.ArrayLike) -> str:
+    return ' '.join(f'{float(v):.9g}' for v in np.ravel(values))
+
+
+def camera_axes(config: SceneConfig) -> npt.NDArray[np.float64]:
+    """
+    Rotation ``[3, 3]`` whose columns are the MuJoCo camera x (right), y (up), z (backward).
+
+    MuJoCo cameras look along their -z axis; ROS optical frames look along +z with y down.
+    """
+    pos = np.asarray(config.camera_pos, dtype=np.float64)
+    forward = np.asarray(config.camera_lookat, dtype=np.float64) - pos
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    return np.stack([right, up, -forward], axis=1)
+
+
+def _arm_xml(config: SceneConfig) -> str:
+    """Nested bodies of the Gen3 arm, one per URDF link after base_link."""
+    radius = (0.055, 0.05, 0.045, 0.045, 0.04, 0.04, 0.04)
+    colours = ('0.75 0.75 0.78 1', '0.3 0.3 0.33 1')
+    chain = kin.URDF_CHAIN
+    opened = []
+    for i, joint in enumerate(chain):
+        quat = _quat_from_matrix(kin.rpy_to_matrix(joint.rpy))
+        nxt = chain[i + 1].xyz if i + 1 < len(chain) else kin.END_EFFECTOR_ORIGIN.xyz
+        limited = not kin.CONTINUOUS[i]
+        rng = (
+            f' limited="true" range="{kin.POSITION_LOWER[i]:.6g} {kin.POSITION_UPPER[i]:.6g}"'
+            if limited
+            else ' limited="false"'
+        )
+        body = [
+            f'<body name="{joint.child}" pos="{_fmt(joint.xyz)}" quat="{_fmt(quat)}">',
+            f'<joint name="{joint.name}" type="hinge" axis="0 0 1"{rng}'
+            f' armature="{config.joint_armature:.6g}" damping="0.0"/>',
+            f'<geom name="{joint.child}_joint" type="cylinder" size="{radius[i]:.4g} 0.03"'
+            f' rgba="{colours[1]}" mass="0.02"/>',
+        ]
+        if np.linalg.norm(nxt) > 1e-6:
+            body.append(
+                f'<geom name="{joint.child}_link" type="capsule" fromto="0 0 0 {_fmt(nxt)}"'
+                f' size="{radius[i] * 0.85:.4g}" rgba="{colours[0]}" mass="0.1"/>'
+            )
+        opened.append('\n'.join(body))
+    ee = kin.END_EFFECTOR_ORIGIN
+    ee_quat = _quat_from_matrix(kin.rpy_to_matrix(ee.rpy))
+    # gripper: a body between bracelet and end effector, plus two fingers around the tool point
+    gripper = (
+        f'<body name="{ee.child}" pos="{_fmt(ee.xyz)}" quat="{_fmt(ee_quat)}">'
+        '<site name="end_effector" pos="0 0 0" size="0.008" rgba="0 1 0 0"/>'
+        '<geom name="gripper_palm" type="box" pos="0 0 -0.03" size="0.045 0.02 0.02"'
+        ' rgba="0.15 0.15 0.15 1" mass="0.02"/>'
+        '<geom name="finger_left" type="box" pos="0.03 0 -0.005" size="0.008 0.012 0.022"'
+        ' rgba="0.1 0.1 0.1 1" mass="0.02"/>'
+        '<geom name="finger_right" type="box" pos="-0.03 0 -0.005" size="0.008 0.012 0.022"'
+        ' rgba="0.1 0.1 0.1 1" mass="0.02"/>'
+        '</body>'
+    )
+    return '\n'.join(opened) + '\n' + gripper + '\n' + '</body>\n' * len(chain)
+
+
+def build_mjcf(config: SceneConfig | None = None) -> str:
+    """Return the MJCF (XML string) of the whole scene."""
+    cfg = config or SceneConfig()
+    axes = camera_axes(cfg)
+    xyaxes = _fmt(np.concatenate([axes[:, 0], axes[:, 1]]))
+    table_top = cfg.table_height
+    actuators = '\n'.join(
+        f'<position name="{name}_servo" joint="{name}" kp="{cfg.kp:.6g}" kv="{cfg.kv:.6g}"/>'
+        for name in kin.JOINT_NAMES
+    )
+    extent = 2.0
+    return f"""<mujoco model="kinova_gen3_reach">
+  <compiler angle="radian" autolimits="true"/>
+  <option timestep="{cfg.physics_dt:.6g}" gravity="0 0 0" integrator="implicitfast">
+    <flag contact="disable"/>
+  </option>
+  <statistic extent="{extent}" center="0.4 0 0.3"/>
+  <visual>
+    <global offwidth="{max(640, cfg.image_width)}" offheight="{max(480, cfg.image_height)}"/>
+    <quality shadowsize="0" offsamples="0"/>
+    <map znear="{cfg.depth_near / extent:.6g}" zfar="{cfg.depth_far / extent:.6g}"/>
+    <headlight ambient="0.35 0.35 0.35" diffuse="0.45 0.45 0.45" specular="0.05 0.05 0.05"/>
+  </visual>
+  <asset>
+    <texture name="floor_tex" type="2d" builtin="checker" rgb1="0.42 0.42 0.45"
+      rgb2="0.36 0.36 0.39" width="64" height="64"/>
+    <material name="floor_mat" texture="floor_tex" texrepeat="6 6"/>
+  </asset>
+  <worldbody>
+    <light name="key" directional="true" castshadow="false" pos="0.5 0.5 2"
+      dir="-0.3 -0.3 -1" diffuse="0.5 0.5 0.5"/>
+    <geom name="floor" type="plane" pos="0 0 {table_top - 0.75:.6g}" size="3 3 0.1"
+      material="floor_mat"/>
+    <geom name="table" type="box" pos="0.45 0 {table_top - 0.02:.6g}" size="0.45 0.6 0.02"
+      rgba="0.62 0.5 0.36 1"/>
+    <geom name="robot_base" type="cylinder" pos="0 0 0.06" size="0.06 0.06"
+      rgba="0.3 0.3 0.33 1"/>
+    <camera name="rgbd" pos="{_fmt(cfg.camera_pos)}" xyaxes="{xyaxes}"
+      fovy="{cfg.camera_fovy_deg:.6g}"/>
+    <body name="target" mocap="true" pos="0.5 0 {table_top + cfg.cube_half_size:.6g}">
+      <geom name="target_cube" type="box" size="{_fmt([cfg.cube_half_size] * 3)}"
+        rgba="0.85 0.08 0.08 1"/>
+    </body>
+    <body name="base_link" pos="0 0 {table_top:.6g}">
+{_arm_xml(cfg)}
+    </body>
+  </worldbody>
+  <actuator>
+{actuators}
+  </actuator>
+</mujoco>
+"""
