@@ -26,5 +26,9 @@ class DecodeError(KinovaPolicyError):
     """An image message cannot be decoded (unknown encoding, wrong size, corrupt payload)."""
 
 
+class UnsafeCommandError(KinovaPolicyError, ValueError):
+    """A prediction or measurement cannot be turned into a safe command (non-finite, bad shape)."""
+
+
 class BagError(KinovaPolicyError):
     """A rosbag2 recording cannot be converted (corrupt, missing topic, bad stamps)."""

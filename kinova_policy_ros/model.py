@@ -40,14 +40,22 @@ class ConvEncoder(nn.Module):
     """Strided conv stack + pooling + linear: one image [N,C,H,W] -> feature [N,out_dim]."""
 
     def __init__(
-        self, in_ch: int, out_dim: int, channels: tuple[int, ...], pool: str = 'avg'
+        self,
+        in_ch: int,
+        out_dim: int,
+        channels: tuple[int, ...],
+        pool: str = 'avg',
+        norm: str = 'none',
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = in_ch
         for i, co in enumerate(channels):
             ks = 5 if i == 0 else 3
-            layers += [nn.Conv2d(c, co, ks, stride=2, padding=ks // 2), nn.ReLU()]
+            layers.append(nn.Conv2d(c, co, ks, stride=2, padding=ks // 2))
+            if norm == 'group':
+                layers.append(nn.GroupNorm(math.gcd(8, co), co))
+            layers.append(nn.ReLU())
             c = co
         self.convs = nn.Sequential(*layers)
         self.pool: nn.Module = (
@@ -102,8 +110,9 @@ class TransformerJointGripperNoDQ(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.rgb_enc = ConvEncoder(3, cfg.img_feat_dim, cfg.conv_channels, cfg.image_pool)
-        self.depth_enc = ConvEncoder(1, cfg.img_feat_dim, cfg.conv_channels, cfg.image_pool)
+        conv = (cfg.conv_channels, cfg.image_pool, cfg.conv_norm)
+        self.rgb_enc = ConvEncoder(3, cfg.img_feat_dim, *conv)
+        self.depth_enc = ConvEncoder(1, cfg.img_feat_dim, *conv)
         self.q_enc = LowDimEncoder(cfg.num_joints, cfg.q_feat_dim)
         self.fuse = nn.Sequential(
             nn.Linear(2 * cfg.img_feat_dim + cfg.q_feat_dim, d), nn.ReLU(), nn.Linear(d, d)

@@ -58,8 +58,8 @@ def resize_frames(
 
 
 def frames_to_tensors(
-    rgb_u8: np.ndarray | torch.Tensor,
-    depth_m: np.ndarray | torch.Tensor,
+    rgb_u8: np.ndarray,
+    depth_m: np.ndarray,
     max_depth_m: float,
     normalize_depth01: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,11 +71,15 @@ def frames_to_tensors(
     :return: float32 rgb in [0, 1] and float32 depth (``clip(d, 0, max) / max`` when
         ``normalize_depth01``, else metres), same shapes.
     """
-    rgb = torch.as_tensor(rgb_u8).to(torch.float32).div_(255.0)
-    depth = torch.as_tensor(depth_m).to(torch.float32)
+    # numpy, single-threaded: on small frames torch's intra-op threads cost more than they save,
+    # and DataLoader workers must not compete with the training step for cores.
+    rgb = np.asarray(rgb_u8, dtype=np.float32)
+    rgb *= np.float32(1.0 / 255.0)
+    depth = np.array(depth_m, dtype=np.float32)
     if normalize_depth01:
-        depth = depth.clamp(0.0, max_depth_m).div_(max_depth_m)
-    return rgb, depth
+        np.clip(depth, 0.0, max_depth_m, out=depth)
+        depth *= np.float32(1.0 / max_depth_m)
+    return torch.from_numpy(rgb), torch.from_numpy(depth)
 
 
 def preprocess_frames(

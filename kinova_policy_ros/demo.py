@@ -1,0 +1,264 @@
+"""
+The whole job on one command, without a robot (``make demo``).
+
+``python -m kinova_policy_ros.demo [--profile default|full] [--out DIR]``
+
+1. **record** — seeded expert demonstrations in the simulated Gen3, written as rosbag2 (MCAP)
+   exactly as ``ros2 bag record`` stores them (rclpy serialization);
+2. **convert** — ``bag_to_npz`` turns the bags into npz episodes;
+3. **train** — the trainer (``config/train.yaml`` + the profile's overrides), then the offline
+   evaluation on the held-out episodes;
+4. **closed loop** — ``sim_node`` and ``policy_node`` run as separate processes over DDS on
+   held-out seeds (targets the policy never saw);
+5. **report** — success within 3 cm and 5 cm, final distance, chunk-boundary velocity jumps and
+   node latency, printed and written to ``report.md`` with plots.
+"""
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+import json
+import os
+from pathlib import Path
+import shutil
+import sys
+import time
+from typing import Any
+
+from kinova_policy_ros.errors import KinovaPolicyError
+import torch
+
+REPO_CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'train.yaml'
+
+# Seeds: demonstrations use 1000+, held-out closed-loop targets 0..M-1 (never recorded).
+DEMO_SEED0 = 1000
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much of everything one demo run does."""
+
+    name: str
+    demonstrations: int
+    eval_episodes: int
+    episode_duration_s: float
+    train_overrides: tuple[str, ...]
+    record_workers: int = 2
+    description: str = ''
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# Training measures (see README "What the demo needs"): small input images, keypoint
+# (spatial-softmax) image features, joint-history dropout and noise so the policy has to look at
+# the image, shared frame encodings for speed, more samples from episode starts.
+_RECIPE = (
+    'data.resize_hw=[48,64]',
+    'model.image_pool=spatial_softmax',
+    'train.windows_per_segment=8',
+    'train.augment.q_history_dropout=0.3',
+    'train.augment.q_noise_std=0.02',
+    'train.augment.image_shift_px=2',
+    'train.start_oversample=2.0',
+    'train.lr=5.0e-4',
+    'data.val_fraction=0.05',
+)
+
+PROFILES = {
+    'default': Profile(
+        'default',
+        demonstrations=120,
+        eval_episodes=10,
+        episode_duration_s=8.0,
+        train_overrides=(
+            *_RECIPE,
+            'train.num_steps=600',
+            'train.val_every=200',
+            'train.checkpoint_every=200',
+        ),
+        description='the whole pipeline within about 15 minutes on 2 CPU cores',
+    ),
+    'full': Profile(
+        'full',
+        demonstrations=400,
+        eval_episodes=20,
+        episode_duration_s=8.0,
+        train_overrides=(
+            *_RECIPE,
+            'train.num_steps=6000',
+            'train.val_every=500',
+            'train.checkpoint_every=1000',
+            'train.lr_warmup_steps=200',
+        ),
+        description='more demonstrations and longer training (GPU when present)',
+    ),
+}
+
+
+def fmt(value: float | None, scale: float = 1.0, spec: str = '.3f') -> str:
+    """Format a figure that may be missing (None: not measured)."""
+    return 'n/a' if value is None else format(value * scale, spec)
+
+
+def stage(name: str) -> None:
+    print(f'\n=== {name} ===', flush=True)
+
+
+def record(out: Path, profile: Profile) -> list[Path]:
+    from kinova_policy_ros.sim.record_demos import record_offline, RecordOptions
+
+    seeds = list(range(DEMO_SEED0, DEMO_SEED0 + profile.demonstrations))
+    entries = record_offline(out, seeds, RecordOptions(), workers=profile.record_workers)
+    ok = sum(bool(e['success']) for e in entries)
+    print(f'[record] {len(entries)} expert demonstrations, {ok} reached the target', flush=True)
+    return sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith('episode_'))
+
+
+def convert(bags: Sequence[Path], out: Path) -> list[Path]:
+    from kinova_policy_ros.bag_to_npz import convert_bags, load_options, summary_table
+
+    options = load_options(None, workers=2, overwrite=True, progress=False, compress=False)
+    results = convert_bags(bags, out, options)
+    failed = [r for r in results if not r.ok]
+    print(summary_table(results), flush=True)
+    if failed:
+        raise KinovaPolicyError(f'{len(failed)} bag(s) failed to convert: {failed[0].error}')
+    return sorted(out.glob('*.npz'))
+
+
+def train(data: Path, out: Path, profile: Profile, cache: Path) -> Path:
+    from kinova_policy_ros.config import load_experiment_config
+    from kinova_policy_ros.train import Trainer
+
+    overrides = list(profile.train_overrides)
+    if torch.cuda.is_available():
+        overrides.append('train.device=cuda')
+    cfg = load_experiment_config(REPO_CONFIG, overrides)
+    trainer = Trainer(cfg, data, out, cache_dir=cache)
+    print(
+        f'[train] {len(trainer.train_ds)} samples, {len(trainer.val_files)} held-out '
+        f'episodes, device {trainer.device}',
+        flush=True,
+    )
+    trainer.run()
+    return out / 'checkpoints' / 'best'
+
+
+def write_report(out: Path, summary: dict[str, Any]) -> Path:
+    lines = [
+        f'# kinova_policy_ros demo ({summary["profile"]})',
+        '',
+        '| figure | value |',
+        '|---|---|',
+    ]
+    for key, value in summary['table'].items():
+        lines.append(f'| {key} | {value} |')
+    lines += ['', '## Plots', '']
+    for png in summary['plots']:
+        lines.append(f'![{Path(png).stem}]({Path(png).name})')
+    lines += ['', '## Timings (s)', '']
+    lines += [f'- {k}: {v:.0f}' for k, v in summary['timings_s'].items()]
+    path = out / 'report.md'
+    path.write_text('\n'.join(lines) + '\n')
+    (out / 'summary.json').write_text(json.dumps(summary, indent=2, default=str))
+    return path
+
+
+def run(profile: Profile, out: Path, fresh: bool) -> dict[str, Any]:
+    from kinova_policy_ros.evaluate import evaluate
+    from kinova_policy_ros.sim.dds_eval import evaluate_over_dds
+
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault('MUJOCO_GL', 'egl')
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    stage(f'1/5 record {profile.demonstrations} demonstrations ({profile.name} profile)')
+    t = time.perf_counter()
+    bags = record(out / 'bags', profile)
+    timings['record'] = time.perf_counter() - t
+
+    stage('2/5 convert rosbag2 -> npz')
+    t = time.perf_counter()
+    episodes = convert(bags, out / 'episodes')
+    timings['convert'] = time.perf_counter() - t
+
+    stage('3/5 train')
+    t = time.perf_counter()
+    ckpt = train(out / 'episodes', out / 'train', profile, out / 'cache')
+    offline = evaluate(ckpt, out / 'episodes', out / 'offline_eval', cache_dir=out / 'cache')
+    timings['train'] = time.perf_counter() - t
+
+    stage(f'4/5 closed loop over DDS on {profile.eval_episodes} held-out targets')
+    t = time.perf_counter()
+    closed = evaluate_over_dds(
+        ckpt.resolve(),
+        list(range(profile.eval_episodes)),
+        out / 'closed_loop',
+        duration_s=profile.episode_duration_s,
+    )
+    timings['closed_loop'] = time.perf_counter() - t
+    timings['total'] = time.perf_counter() - t_all
+
+    stage('5/5 report')
+    s = closed['summary']
+    table = {
+        'success within 3 cm': f'{s["success_3cm"]:.0%} of {s["episodes"]}',
+        'success within 5 cm': f'{s["success_5cm"]:.0%} of {s["episodes"]}',
+        'final distance, median / mean': (
+            f'{fmt(s["median_final_distance"], 100, ".1f")} / '
+            f'{fmt(s["mean_final_distance"], 100, ".1f")} cm'
+        ),
+        'chunk-boundary velocity jump, median / p95': (
+            f'{fmt(s["boundary_jump_median"])} / {fmt(s["boundary_jump_p95"])} rad/s'
+        ),
+        'node inference latency p50 / p99': (
+            f'{fmt(s["latency_p50_ms"], 1, ".1f")} / {fmt(s["latency_p99_ms"], 1, ".1f")} ms'
+        ),
+        'offline error (held-out demos), step 1 / step T': (
+            f'{offline["mae_rad_per_step"][0] * 57.2958:.2f} / '
+            f'{offline["mae_rad_per_step"][-1] * 57.2958:.2f} deg'
+        ),
+        'demonstrations / training episodes': f'{len(bags)} / {len(episodes)}',
+        'wall time': f'{timings["total"] / 60:.1f} min',
+    }
+    summary = {
+        'profile': profile.name,
+        'table': table,
+        'closed_loop': s,
+        'offline': {k: offline[k] for k in ('mae_rad', 'mae_rad_per_step', 'num_samples')},
+        'checkpoint': str(ckpt.resolve()),
+        'plots': sorted(str(p.relative_to(out)) for p in out.rglob('*.png')),
+        'timings_s': timings,
+    }
+    report = write_report(out, summary)
+    width = max(len(k) for k in table)
+    print(f'\nkinova_policy_ros demo, {profile.name} profile')
+    for k, v in table.items():
+        print(f'  {k:<{width}}  {v}')
+    print(f'\nreport: {report}', flush=True)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog='python -m kinova_policy_ros.demo', description=__doc__.split('\n\n')[0]
+    )
+    ap.add_argument('--profile', choices=sorted(PROFILES), default='default')
+    ap.add_argument('--out', type=Path, default=None, help='output folder (runs/demo_<profile>)')
+    ap.add_argument('--keep', action='store_true', help='keep an existing output folder')
+    args = ap.parse_args(argv)
+    profile = PROFILES[args.profile]
+    out = args.out or Path('runs') / f'demo_{profile.name}'
+    try:
+        run(profile, out, fresh=not args.keep)
+    except KinovaPolicyError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
