@@ -97,8 +97,17 @@ class ModelConfig:
     #: 'none' (the seed design) or 'group' (GroupNorm after each conv: finds small objects
     #: much sooner in training).
     conv_norm: str = 'none'
+    #: Initial inverse temperature of the spatial softmax (``image_pool: spatial_softmax``).
+    keypoint_beta: float = 1.0
     max_pred_horizon: int = 32
     num_joints: int = 7
+    #: Predict each target as a change from the newest observed joint positions (the output is
+    #: still absolute normalized joints in [-1, 1]); False = the seed design.
+    residual: bool = False
+    #: Pre-LayerNorm transformer layers (``norm_first``); False = PyTorch's default post-norm.
+    norm_first: bool = False
+    #: Add the goal head (a training aid for ``train.aux_goal_weight``; unused online).
+    goal_head: bool = False
 
     def __post_init__(self) -> None:
         self.conv_channels = tuple(self.conv_channels)
@@ -125,6 +134,7 @@ class ModelConfig:
             self.image_pool,
             "must be 'avg' or 'spatial_softmax'",
         )
+        _require(self.keypoint_beta > 0, 'model.keypoint_beta', self.keypoint_beta, 'must be > 0')
         _require(
             self.conv_norm in ('none', 'group'),
             'model.conv_norm',
@@ -241,6 +251,9 @@ class TrainConfig:
     #: Windows per segment: S consecutive samples share their K+S-1 frame encodings (1 = every
     #: sample independent, the seed recipe). About (K*S)/(K+S-1) times fewer image encodings.
     windows_per_segment: int = 1
+    #: Weight of the auxiliary loss "where does the end effector end this episode" (from the
+    #: episode's last ee_xyz; needs model.goal_head). 0 = off, the seed recipe.
+    aux_goal_weight: float = 0.0
     ema: EMAConfig = field(default_factory=EMAConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -285,6 +298,9 @@ class TrainConfig:
             'train.windows_per_segment',
             self.windows_per_segment,
             f'must be >= 1 and divide train.batch_size ({self.batch_size})',
+        )
+        _require(
+            self.aux_goal_weight >= 0, 'train.aux_goal_weight', self.aux_goal_weight, '>= 0'
         )
         _require(
             self.start_oversample >= 1.0,

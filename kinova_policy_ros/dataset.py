@@ -25,7 +25,9 @@ from kinova_policy_ros.schema import check_episode, read_arrays
 import numpy as np
 import torch
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+#: The auxiliary goal target (``with_goal``) is in units of 1/GOAL_SCALE m (0.2 m).
+GOAL_SCALE = 5.0
 _CHUNK = 64  # frames resized at a time while building the cache
 
 
@@ -75,6 +77,7 @@ class CachedEpisode:
     q: np.ndarray  # float64 [N,7]
     dq: np.ndarray  # float64 [N,7]
     stamp_ns: np.ndarray  # int64 [N]
+    ee_xyz: np.ndarray  # float64 [N,3]
     joint_names: tuple[str, ...]
 
     def __len__(self) -> int:
@@ -103,6 +106,7 @@ def _build_cache(src: Path, dst: Path, resize_hw: tuple[int, int]) -> None:
         np.save(tmp / 'q.npy', arrays['q'].astype(np.float64))
         np.save(tmp / 'dq.npy', arrays['dq'].astype(np.float64))
         np.save(tmp / 'stamp_ns.npy', arrays['stamp_ns'])
+        np.save(tmp / 'ee_xyz.npy', arrays['ee_xyz'].astype(np.float64))
         meta = {
             'version': CACHE_VERSION,
             'source': src.name,
@@ -139,6 +143,7 @@ def open_cached_episode(
         q=np.load(entry / 'q.npy'),
         dq=np.load(entry / 'dq.npy'),
         stamp_ns=np.load(entry / 'stamp_ns.npy'),
+        ee_xyz=np.load(entry / 'ee_xyz.npy'),
         joint_names=tuple(meta['joint_names']),
     )
 
@@ -186,7 +191,9 @@ class KinovaJointDataset(torch.utils.data.Dataset):
         max_episode_length: int | None = None,
         stats: JointStats | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        with_goal: bool = False,
     ) -> None:
+        self.with_goal = with_goal
         self.cfg = DataConfig(
             resize_hw=tuple(resize_hw),  # type: ignore[arg-type]
             max_depth_m=max_depth_m,
@@ -295,13 +302,21 @@ class KinovaJointDataset(torch.utils.data.Dataset):
         rgb, depth = frames_to_tensors(
             rgb_u8, depth_m, self.cfg.max_depth_m, self.cfg.normalize_depth01
         )
-        return {
+        item = {
             'rgb': rgb,
             'depth': depth,
             'q': torch.from_numpy(self._q_norm.normalize(ep.q[obs])),
             'dq': torch.from_numpy(self._dq_norm.normalize(ep.dq[obs])),
             'gt_joint': torch.from_numpy(self._q_norm.normalize(ep.q[fut])),
         }
+        if self.with_goal:
+            item['goal'] = self._goal(ep, n, np.array([t]))[0]
+        return item
+
+    def _goal(self, ep: CachedEpisode, n: int, t: np.ndarray) -> torch.Tensor:
+        """Where the end effector ends the episode, from its position at frames t: [len(t),3]."""
+        rel = (ep.ee_xyz[n - 1][None] - ep.ee_xyz[t]) * GOAL_SCALE
+        return torch.from_numpy(rel.astype(np.float32))
 
     def segment(self, index: int, num_windows: int) -> dict[str, torch.Tensor]:
         """
@@ -332,7 +347,7 @@ class KinovaJointDataset(torch.utils.data.Dataset):
             self.cfg.normalize_depth01,
         )
         obs = frames[win]  # [S,K] episode frame of each window slot
-        return {
+        item = {
             'rgb': rgb,
             'depth': depth,
             'window_index': torch.from_numpy(win),
@@ -340,6 +355,9 @@ class KinovaJointDataset(torch.utils.data.Dataset):
             'dq': torch.from_numpy(self._dq_norm.normalize(ep.dq[obs])),
             'gt_joint': torch.from_numpy(self._q_norm.normalize(ep.q[fut])),  # [S,T,7]
         }
+        if self.with_goal:
+            item['goal'] = self._goal(ep, n, ends)  # [S,3]
+        return item
 
     @classmethod
     def from_config(
@@ -348,6 +366,7 @@ class KinovaJointDataset(torch.utils.data.Dataset):
         cfg: DataConfig,
         stats: JointStats | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        with_goal: bool = False,
     ) -> 'KinovaJointDataset':
         """Build from a :class:`DataConfig`."""
         return cls(
@@ -360,4 +379,5 @@ class KinovaJointDataset(torch.utils.data.Dataset):
             max_episode_length=cfg.max_episode_length,
             stats=stats,
             cache_dir=cache_dir,
+            with_goal=with_goal,
         )

@@ -58,6 +58,7 @@ class PolicyRunner:
             maxlen=self.obs_horizon
         )
         self._first: Any = None  # token (or frame) of the first observation: left padding
+        self._q_last = torch.zeros(len(self.joint_names), device=device)
 
     @classmethod
     def from_checkpoint(
@@ -133,6 +134,7 @@ class PolicyRunner:
             was trained on (unwrapped like the training data).
         """
         frame = self._prepare(rgb, depth_m, q)
+        self._q_last = frame[2][0]  # [7]
         if self.use_cache:
             token = self.model.encode_frames(*frame)[0]  # [1,D] -> [D]
             if self._first is None:
@@ -159,7 +161,8 @@ class PolicyRunner:
             depth = torch.cat([f[1] for f in frames])  # [K,1,h,w]
             q = torch.cat([f[2] for f in frames])  # [K,7]
             tokens = self.model.encode_frames(rgb, depth, q)[None]  # [K,D] -> [1,K,D]
-        return self.model.decode_tokens(tokens, self.pred_horizon)[0]  # [1,T,7] -> [T,7]
+        q_last = self._q_last[None]  # [1,7] normalized joints of the newest observation
+        return self.model.decode_tokens(tokens, self.pred_horizon, q_last)[0]  # [1,T,7]->[T,7]
 
     def predict(self) -> np.ndarray:
         """Predict ``[pred_horizon, 7]`` joint targets in radians (``joint_names`` order)."""

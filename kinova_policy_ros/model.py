@@ -24,11 +24,21 @@ import torch.nn.functional as F
 
 
 class SpatialSoftmax(nn.Module):
-    """Expected image coordinates of each feature map (keypoints), as in robomimic."""
+    """
+    Expected image coordinates of each feature map (keypoints), as in robomimic.
+
+    The softmax has a learned inverse temperature, initially ``beta``: a sharp start lets a
+    small object (a few pixels) dominate its feature map early in training.
+    """
+
+    def __init__(self, beta: float = 1.0) -> None:
+        super().__init__()
+        self.log_beta = nn.Parameter(torch.tensor(math.log(beta)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        attn = F.softmax(x.flatten(2), dim=-1).view(n, c, h, w)  # [N,C,H*W] -> [N,C,H,W]
+        logits = x.flatten(2) * self.log_beta.exp()  # [N,C,H*W]
+        attn = F.softmax(logits, dim=-1).view(n, c, h, w)  # [N,C,H*W] -> [N,C,H,W]
         ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
         xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
         ey = (attn.sum(dim=3) * ys).sum(dim=2)  # [N,C]
@@ -46,6 +56,7 @@ class ConvEncoder(nn.Module):
         channels: tuple[int, ...],
         pool: str = 'avg',
         norm: str = 'none',
+        beta: float = 1.0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -59,7 +70,7 @@ class ConvEncoder(nn.Module):
             c = co
         self.convs = nn.Sequential(*layers)
         self.pool: nn.Module = (
-            SpatialSoftmax() if pool == 'spatial_softmax' else nn.AdaptiveAvgPool2d(1)
+            SpatialSoftmax(beta) if pool == 'spatial_softmax' else nn.AdaptiveAvgPool2d(1)
         )
         pooled = 2 * c if pool == 'spatial_softmax' else c
         self.proj = nn.Linear(pooled, out_dim)
@@ -110,7 +121,7 @@ class TransformerJointGripperNoDQ(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        conv = (cfg.conv_channels, cfg.image_pool, cfg.conv_norm)
+        conv = (cfg.conv_channels, cfg.image_pool, cfg.conv_norm, cfg.keypoint_beta)
         self.rgb_enc = ConvEncoder(3, cfg.img_feat_dim, *conv)
         self.depth_enc = ConvEncoder(1, cfg.img_feat_dim, *conv)
         self.q_enc = LowDimEncoder(cfg.num_joints, cfg.q_feat_dim)
@@ -119,17 +130,24 @@ class TransformerJointGripperNoDQ(nn.Module):
         )
         self.pos_enc = PositionalEncoding(d, max(obs_horizon, cfg.max_pred_horizon, 64))
         enc_layer = nn.TransformerEncoderLayer(
-            d, cfg.nhead, cfg.dim_feedforward, cfg.dropout, batch_first=True
+            d, cfg.nhead, cfg.dim_feedforward, cfg.dropout, batch_first=True,
+            norm_first=cfg.norm_first,
         )
         self.encoder = nn.TransformerEncoder(
             enc_layer, cfg.num_encoder_layers, enable_nested_tensor=False
         )
         self.queries = nn.Parameter(torch.randn(cfg.max_pred_horizon, d) * 0.02)
         dec_layer = nn.TransformerDecoderLayer(
-            d, cfg.nhead, cfg.dim_feedforward, cfg.dropout, batch_first=True
+            d, cfg.nhead, cfg.dim_feedforward, cfg.dropout, batch_first=True,
+            norm_first=cfg.norm_first,
         )
         self.decoder = nn.TransformerDecoder(dec_layer, cfg.num_decoder_layers)
         self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, cfg.num_joints))
+        # Optional training aid: predicts where the end effector ends the episode, from the
+        # newest token of the encoder memory (not used to control the robot).
+        self.goal_head: nn.Module | None = (
+            nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 3)) if cfg.goal_head else None
+        )
 
     def encode_frames(
         self, rgb: torch.Tensor, depth: torch.Tensor, q: torch.Tensor
@@ -153,13 +171,25 @@ class TransformerJointGripperNoDQ(nn.Module):
         feat = torch.cat([image_feat, self.q_enc(q)], dim=-1)  # [...,2*img+q]
         return self.fuse(feat)  # [...,D]
 
-    def decode_tokens(self, tokens: torch.Tensor, pred_horizon: int) -> torch.Tensor:
+    def decode_tokens(
+        self, tokens: torch.Tensor, pred_horizon: int, q_last: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Predict ``[B,T,7]`` from tokens ``[B,K,D]`` (see :meth:`decode_with_goal`)."""
+        return self.decode_with_goal(tokens, pred_horizon, q_last)[0]
+
+    def decode_with_goal(
+        self, tokens: torch.Tensor, pred_horizon: int, q_last: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
         Run the transformer on a window of frame tokens.
 
         :param tokens: [B,K,D], oldest frame first.
         :param pred_horizon: T <= cfg.max_pred_horizon.
-        :return: pred_joint [B,T,7] in [-1, 1].
+        :param q_last: [B,7] normalized joints of the newest frame; required when
+            ``cfg.residual`` (the head then predicts the change from it, in tanh pre-activation
+            space, so the output stays in (-1, 1) and a zero head output means "stay").
+        :return: pred_joint [B,T,7] in [-1, 1], and the goal prediction [B,3] (None without
+            ``cfg.goal_head``).
         """
         if not 1 <= pred_horizon <= self.cfg.max_pred_horizon:
             raise ValueError(f'pred_horizon {pred_horizon} outside 1..{self.cfg.max_pred_horizon}')
@@ -167,7 +197,13 @@ class TransformerJointGripperNoDQ(nn.Module):
         memory = self.encoder(self.pos_enc(tokens))  # [B,K,D]
         tgt = self.queries[:pred_horizon][None].expand(b, -1, -1)  # [T,D] -> [B,T,D]
         h = self.decoder(self.pos_enc(tgt), memory)  # [B,T,D]
-        return torch.tanh(self.head(h))  # [B,T,7]
+        out = self.head(h)  # [B,T,7]
+        if self.cfg.residual:
+            if q_last is None:
+                raise ValueError('a residual model needs q_last, the newest joint positions')
+            out = out + torch.atanh(q_last.clamp(-0.999, 0.999))[:, None]  # + [B,1,7]
+        goal = self.goal_head(memory[:, -1]) if self.goal_head is not None else None  # [B,3]
+        return torch.tanh(out), goal  # [B,T,7]
 
     def forward(
         self,
@@ -176,7 +212,8 @@ class TransformerJointGripperNoDQ(nn.Module):
         obs_q: torch.Tensor,
         pred_horizon: int = 12,
         window_index: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        return_goal: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """
         Predict normalized joint targets from a batch of observation windows.
 
@@ -191,7 +228,8 @@ class TransformerJointGripperNoDQ(nn.Module):
         ``obs_depth`` [G,L,1,H,W], each frame encoded once and shared by the S windows that
         contain it, and ``obs_q`` is [G*S,K,7]; then B = G*S.
 
-        :return: ``pred_joint`` [B,T,7] in [-1, 1], T = ``pred_horizon``.
+        :return: ``pred_joint`` [B,T,7] in [-1, 1], T = ``pred_horizon``; with
+            ``return_goal`` also the goal prediction [B,3] (training aid, ``cfg.goal_head``).
         """
         if window_index is not None:
             g, n_frames = obs_rgb.shape[:2]
@@ -200,15 +238,16 @@ class TransformerJointGripperNoDQ(nn.Module):
                 obs_depth.flatten(0, 1),  # [G,L,1,H,W] -> [G*L,1,H,W]
             ).view(g, n_frames, -1)  # [G*L,F] -> [G,L,F]
             windows = feat[:, window_index].flatten(0, 1)  # [G,S,K,F] -> [G*S,K,F]
-            return self.decode_tokens(self.fuse_tokens(windows, obs_q), pred_horizon)
-        b, k = obs_rgb.shape[:2]
-        tokens = self.encode_frames(
-            obs_rgb.flatten(0, 1),  # [B,K,3,H,W] -> [B*K,3,H,W]
-            obs_depth.flatten(0, 1),  # [B,K,1,H,W] -> [B*K,1,H,W]
-            obs_q.flatten(0, 1),  # [B,K,7] -> [B*K,7]
-        )
-        tokens = tokens.view(b, k, -1)  # [B*K,D] -> [B,K,D]
-        return self.decode_tokens(tokens, pred_horizon)
+            tokens = self.fuse_tokens(windows, obs_q)  # [G*S,K,D]
+        else:
+            b, k = obs_rgb.shape[:2]
+            tokens = self.encode_frames(
+                obs_rgb.flatten(0, 1),  # [B,K,3,H,W] -> [B*K,3,H,W]
+                obs_depth.flatten(0, 1),  # [B,K,1,H,W] -> [B*K,1,H,W]
+                obs_q.flatten(0, 1),  # [B,K,7] -> [B*K,7]
+            ).view(b, k, -1)  # [B*K,D] -> [B,K,D]
+        pred, goal = self.decode_with_goal(tokens, pred_horizon, obs_q[:, -1])
+        return (pred, goal) if return_goal else pred
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -224,8 +224,12 @@ class Trainer:
         torch.manual_seed(tc.seed)
         files = list_episode_files(data)
         self.train_files, self.val_files = split_episodes(files, cfg.data.val_fraction, tc.seed)
+        if tc.aux_goal_weight > 0 and not cfg.model.goal_head:
+            raise KinovaPolicyError(
+                f'train.aux_goal_weight is {tc.aux_goal_weight}: it needs model.goal_head=true'
+            )
         self.train_ds = KinovaJointDataset.from_config(
-            self.train_files, cfg.data, cache_dir=cache_dir
+            self.train_files, cfg.data, cache_dir=cache_dir, with_goal=tc.aux_goal_weight > 0
         )
         self.stats = self.train_ds.stats
         self.val_ds = (
@@ -419,22 +423,26 @@ class Trainer:
                 window_index = None
                 if seg > 1:  # [G,S,...] -> [G*S,...]: one row per window
                     window_index = batch['window_index'][0]  # [S,K], the same for every G
-                    batch['q'] = batch['q'].flatten(0, 1)
-                    batch['gt_joint'] = batch['gt_joint'].flatten(0, 1)
+                    for key in ('q', 'gt_joint', 'goal'):
+                        if key in batch:
+                            batch[key] = batch[key].flatten(0, 1)
                 if self.cfg.train.augment.enabled:
                     g = torch.Generator().manual_seed(tc.seed * 1_000_003 + self.step)
                     augment_images(batch['rgb'], batch['depth'], tc.augment, g)
                     augment_joints(batch['q'], tc.augment, g)
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 with amp:
-                    pred = self.ddp(
+                    pred, goal = self.ddp(
                         batch['rgb'],
                         batch['depth'],
                         batch['q'],
                         self.cfg.data.pred_horizon,
                         None if window_index is None else window_index.to(self.device),
+                        return_goal=True,
                     )
                 loss = F.mse_loss(pred.float(), batch['gt_joint'])
+                if tc.aux_goal_weight > 0:
+                    loss = loss + tc.aux_goal_weight * F.mse_loss(goal.float(), batch['goal'])
                 if not torch.isfinite(loss):
                     raise KinovaPolicyError(f'non-finite training loss at step {self.step}')
                 self.optimizer.zero_grad(set_to_none=True)

@@ -186,3 +186,16 @@ def test_segments_equal_consecutive_samples(episodes, index: int):
         assert torch.equal(seg['depth'][frames], item['depth'])
         assert torch.equal(seg['q'][s], item['q'])
         assert torch.equal(seg['gt_joint'][s], item['gt_joint'])
+
+
+def test_goal_is_the_final_end_effector_position_from_now(episodes):
+    from kinova_policy_ros.dataset import GOAL_SCALE
+
+    ds = make(episodes, with_goal=True)
+    z = np.load(episodes[1])
+    item = ds[9 + 2]  # episode 1, t = 2
+    expected = (z['ee_xyz'][-1] - z['ee_xyz'][2]) * GOAL_SCALE
+    np.testing.assert_allclose(item['goal'].numpy(), expected, atol=1e-6)
+    seg = ds.segment(9 + 1, 3)  # windows at t = 1, 2, 3
+    np.testing.assert_allclose(seg['goal'][1].numpy(), expected, atol=1e-6)
+    assert 'goal' not in make(episodes)[0]

@@ -57,6 +57,26 @@ def test_predict_equals_model_on_dataset_item(setup, use_cache: bool):
         np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f't={t}')
 
 
+def test_residual_checkpoint_runs_like_the_model(setup, tmp_path: Path):
+    _, ds, arrays = setup
+    ckpt = make_random_checkpoint(
+        tmp_path / 'residual',
+        image_hw=(24, 32),
+        q_range=(ds.stats.q_min, ds.stats.q_max),
+        d_model=32,
+        dim_feedforward=64,
+        residual=True,
+    )
+    runner = PolicyRunner.from_checkpoint(ckpt)
+    model, info = load_checkpoint(ckpt)
+    for t in range(10):
+        runner.push_observation(arrays['rgb'][t], arrays['depth'][t], arrays['q'][t])
+    item = ds[9]
+    with torch.no_grad():
+        ref = model(item['rgb'][None], item['depth'][None], item['q'][None], 12)[0]
+    np.testing.assert_allclose(runner.predict(), info.stats.q.denormalize(ref.numpy()), atol=1e-5)
+
+
 def test_cached_and_full_window_agree_and_reset(setup):
     ckpt, _, arrays = setup
     a = PolicyRunner.from_checkpoint(ckpt, use_cache=True)

@@ -99,3 +99,45 @@ def test_segment_batch_equals_independent_windows():
         ref = model(rgb, depth, q, 12)
     assert seg.shape == (6, 12, 7)
     assert torch.allclose(seg, ref, atol=1e-5, rtol=0)
+
+
+def test_residual_head_predicts_change_from_newest_joints():
+    cfg = ModelConfig(**{**SMALL.__dict__, 'residual': True})
+    model = TransformerJointGripperNoDQ(cfg).eval()
+    rgb, depth, q = golden_inputs()
+    q = q * 0.9  # inside (-1, 1)
+    with torch.no_grad():
+        model.head[2].weight.zero_()
+        model.head[2].bias.zero_()
+        out = model(rgb, depth, q, 12)
+        assert torch.allclose(out, q[:, -1:].expand(-1, 12, -1), atol=1e-5)  # zero change
+        tokens = model.encode_frames(rgb[0], depth[0], q[0])[None]
+        with pytest.raises(ValueError, match='needs q_last'):
+            model.decode_tokens(tokens, 12)
+
+
+def test_goal_head_is_optional():
+    rgb, depth, q = golden_inputs()
+    with torch.no_grad():
+        pred, goal = golden_model()(rgb, depth, q, 12, return_goal=True)
+        assert goal is None and pred.shape == (2, 12, 7)
+        model = TransformerJointGripperNoDQ(ModelConfig(**{**SMALL.__dict__, 'goal_head': True}))
+        pred, goal = model.eval()(rgb, depth, q, 12, return_goal=True)
+    assert goal is not None and goal.shape == (2, 3)
+
+
+def test_keypoint_temperature_and_pre_norm_options():
+    from kinova_policy_ros.model import SpatialSoftmax
+
+    x = torch.zeros(1, 1, 5, 7)
+    x[0, 0, 4, 6] = 1.0  # bottom-right cell stands out a little
+    soft, sharp = SpatialSoftmax(1.0), SpatialSoftmax(20.0)
+    with torch.no_grad():
+        assert float(sharp(x)[0, 0]) > float(soft(x)[0, 0]) > 0  # x keypoint pulled right
+        assert float(sharp(x)[0, 0]) == pytest.approx(1.0, abs=1e-3)
+    cfg = ModelConfig(**{**SMALL.__dict__, 'image_pool': 'spatial_softmax', 'norm_first': True})
+    model = TransformerJointGripperNoDQ(cfg).eval()
+    assert model.encoder.layers[0].norm_first
+    rgb, depth, q = golden_inputs()
+    with torch.no_grad():
+        assert model(rgb, depth, q, 12).shape == (2, 12, 7)

@@ -153,6 +153,16 @@ def test_segment_batches_train(data: Path, tmp_path: Path):
     assert run_cli(data, tmp_path / 'bad', 'train.windows_per_segment=3') == 2
 
 
+def test_auxiliary_goal_loss(data: Path, tmp_path: Path, capsys):
+    out = tmp_path / 'goal'
+    common = ['train.num_steps=2', 'data.val_fraction=0', 'train.aux_goal_weight=1.0']
+    assert run_cli(data, out, *common, 'model.goal_head=true') == 0
+    weights = load_file(str(out / 'checkpoints' / 'last' / 'model.safetensors'))
+    assert any(k.startswith('goal_head.') for k in weights)
+    assert run_cli(data, tmp_path / 'nohead', *common) == 2
+    assert 'train.aux_goal_weight is 1.0: it needs model.goal_head=true' in capsys.readouterr().err
+
+
 def test_cli_errors_name_the_key(data: Path, tmp_path: Path, capsys):
     assert run_cli(data, tmp_path / 'x', 'train.num_stepz=3') == 2
     assert 'train.num_stepz: unknown key' in capsys.readouterr().err
