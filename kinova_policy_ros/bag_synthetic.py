@@ -203,14 +203,8 @@ def _tf_msg(transforms: list[tuple[int, str, str, tuple, tuple]]) -> Any:
 
 
 def _mat_to_quat(r: np.ndarray) -> tuple[float, float, float, float]:
-    w = math.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
-    x = math.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2
-    y = math.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2
-    z = math.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2
-    x = math.copysign(x, r[2, 1] - r[1, 2])
-    y = math.copysign(y, r[0, 2] - r[2, 0])
-    z = math.copysign(z, r[1, 0] - r[0, 1])
-    return (x, y, z, w)
+    x, y, z, w = kin.matrix_to_quaternion(r)
+    return (float(x), float(y), float(z), float(w))
 
 
 def _gen3_edges(q: np.ndarray) -> list[tuple[str, str, np.ndarray]]:

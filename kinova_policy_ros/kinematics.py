@@ -116,6 +116,20 @@ def rpy_to_matrix(rpy: npt.ArrayLike) -> FloatArray:
     return out
 
 
+def matrix_to_quaternion(rotation: npt.ArrayLike) -> FloatArray:
+    """Return the unit quaternion ``(x, y, z, w)`` (ROS order) of a rotation matrix [3, 3]."""
+    r = np.asarray(rotation, dtype=np.float64)
+    w = np.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
+    x = np.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2
+    y = np.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2
+    z = np.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2
+    x = np.copysign(x, r[2, 1] - r[1, 2])
+    y = np.copysign(y, r[0, 2] - r[2, 0])
+    z = np.copysign(z, r[1, 0] - r[0, 1])
+    q = np.array([x, y, z, w])
+    return q / np.linalg.norm(q)
+
+
 def matrix_to_rpy(rotation: npt.ArrayLike) -> FloatArray:
     """
     Fixed-axis roll, pitch, yaw of a rotation matrix ``[..., 3, 3]``, like tf2 ``getRPY``.

@@ -11,13 +11,15 @@ from matplotlib.figure import Figure
 import numpy as np
 
 
-def _figure(w: float, h: float) -> Figure:
+def new_figure(w: float, h: float) -> Figure:
+    """Return a figure of ``w`` x ``h`` inches drawn by the Agg backend."""
     fig = Figure(figsize=(w, h))
     FigureCanvasAgg(fig)  # the object API: no pyplot, no global backend state
     return fig
 
 
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` as PNG atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.stem}.tmp{path.suffix}')
@@ -37,7 +39,7 @@ def plot_loss_curve(metrics_csv: str | os.PathLike[str], out_png: str | os.PathL
             if row.get('val_loss'):
                 vsteps.append(int(row['step']))
                 val.append(float(row['val_loss']))
-    fig = _figure(7, 4)
+    fig = new_figure(7, 4)
     ax = fig.add_subplot()
     ax.plot(steps, train, label='train (raw weights)', lw=1)
     if val:
@@ -48,7 +50,7 @@ def plot_loss_curve(metrics_csv: str | os.PathLike[str], out_png: str | os.PathL
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_joint_trajectories(
@@ -62,7 +64,7 @@ def plot_joint_trajectories(
 ) -> Path:
     """One subplot per joint: two [N, 7] trajectories (rad) against time."""
     n_j = recorded.shape[1]
-    fig = _figure(8, 1.6 * n_j)
+    fig = new_figure(8, 1.6 * n_j)
     axes: list[Axes] = list(fig.subplots(n_j, 1, sharex=True, squeeze=False)[:, 0])
     for j, ax in enumerate(axes):
         ax.plot(t_s, recorded[:, j], 'k-', lw=1.2, label=labels[0])
@@ -74,14 +76,14 @@ def plot_joint_trajectories(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_horizon_error(
     per_step_rad: np.ndarray, joint_names: Sequence[str], out_png: str | os.PathLike[str]
 ) -> Path:
     """Mean absolute error [T, 7] (rad) per horizon step, one line per joint."""
-    fig = _figure(7, 4)
+    fig = new_figure(7, 4)
     ax = fig.add_subplot()
     steps = np.arange(1, per_step_rad.shape[0] + 1)
     for j, name in enumerate(joint_names):
@@ -91,4 +93,4 @@ def plot_horizon_error(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)

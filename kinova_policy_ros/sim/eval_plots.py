@@ -12,28 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from kinova_policy_ros import kinematics as kin
+from kinova_policy_ros.plots import new_figure, save_figure
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 import numpy as np
 
 Results = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 PathLike = str | os.PathLike[str]
-
-
-def _figure(w: float, h: float) -> Figure:
-    fig = Figure(figsize=(w, h))
-    FigureCanvasAgg(fig)  # the object API: no pyplot, no global backend state
-    return fig
-
-
-def _save(fig: Figure, path: PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.tmp{path.suffix}')
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
-    return path
 
 
 def _episodes(results: Results) -> list[Mapping[str, Any]]:
@@ -45,7 +29,7 @@ def _episodes(results: Results) -> list[Mapping[str, Any]]:
 def plot_success(results: Results, png: PathLike) -> Path:
     """Plot the final (bar) and minimum (marker) distance per episode, 3 cm and 5 cm lines."""
     episodes = _episodes(results)
-    fig = _figure(max(5.0, 0.45 * len(episodes) + 2.0), 4)
+    fig = new_figure(max(5.0, 0.45 * len(episodes) + 2.0), 4)
     ax = fig.add_subplot()
     x = np.arange(len(episodes))
     final = np.array([1000 * float(e['final_distance']) for e in episodes])
@@ -64,13 +48,13 @@ def plot_success(results: Results, png: PathLike) -> Path:
     ax.grid(alpha=0.3, axis='y')
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, png)
+    return save_figure(fig, png)
 
 
 def plot_ee_paths(results: Results, png: PathLike) -> Path:
     """Plot the end-effector paths and targets: top view (x-y) and side view (x-z)."""
     episodes = _episodes(results)
-    fig = _figure(11, 5)
+    fig = new_figure(11, 5)
     top, side = fig.subplots(1, 2)
     colors = [f'C{i % 10}' for i in range(len(episodes))]
     for e, color in zip(episodes, colors):
@@ -97,7 +81,7 @@ def plot_ee_paths(results: Results, png: PathLike) -> Path:
     top.legend(fontsize=8, loc='best')
     fig.suptitle('end-effector paths (colour = episode)')
     fig.tight_layout()
-    return _save(fig, png)
+    return save_figure(fig, png)
 
 
 def _continuous_flags(joint_names: Sequence[str]) -> list[bool]:
@@ -126,7 +110,7 @@ def plot_commanded_vs_measured(
     m_names = list(measured.get('joint_names', kin.JOINT_NAMES))
     t = np.asarray(measured.get('t_s', []), dtype=np.float64)
     q_all = np.asarray(measured.get('positions', []), dtype=np.float64).reshape(len(t), -1)
-    fig = _figure(8, 1.5 * len(names) + 0.8)
+    fig = new_figure(8, 1.5 * len(names) + 0.8)
     axes: list[Axes] = list(fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0])
     for j, (name, ax) in enumerate(zip(names, axes)):
         q = q_all[:, m_names.index(name)] if name in m_names and len(t) else np.zeros(0)
@@ -153,7 +137,7 @@ def plot_commanded_vs_measured(
     axes[-1].set_xlabel('time since enable [s]')
     fig.suptitle(f'seed {episode.get("seed", "?")}: commanded vs measured joint positions')
     fig.tight_layout()
-    return _save(fig, png)
+    return save_figure(fig, png)
 
 
 def write_all(results: Results, out_dir: PathLike, max_joint_plots: int = 3) -> list[Path]:

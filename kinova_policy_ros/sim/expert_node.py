@@ -12,13 +12,9 @@ import sys
 from typing import Any
 
 from kinova_policy_ros import kinematics as kin
-from kinova_policy_ros.errors import KinovaPolicyError
 from kinova_policy_ros.sim import sim_node
 from kinova_policy_ros.sim.expert import ExpertConfig, JointPlan, plan_reach
 import numpy as np
-import rclpy
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -91,21 +87,7 @@ class ExpertNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``sim_expert`` console script; 1 on a bad parameter."""
-    rclpy.init(args=args)
-    node: ExpertNode | None = None
-    try:
-        node = ExpertNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (KinovaPolicyError, ParameterException) as err:
-        print(f'sim_expert: {err}', file=sys.stderr)
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return sim_node.run_node(ExpertNode, 'sim_expert', args)
 
 
 if __name__ == '__main__':

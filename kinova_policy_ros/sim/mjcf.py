@@ -57,16 +57,8 @@ class SceneConfig:
 
 
 def _quat_from_matrix(r: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Return the unit quaternion (w, x, y, z) of a rotation matrix."""
-    w = np.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
-    x = np.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2
-    y = np.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2
-    z = np.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2
-    x = np.copysign(x, r[2, 1] - r[1, 2])
-    y = np.copysign(y, r[0, 2] - r[2, 0])
-    z = np.copysign(z, r[1, 0] - r[0, 1])
-    q = np.array([w, x, y, z])
-    return q / np.linalg.norm(q)
+    """Return the unit quaternion (w, x, y, z) of a rotation matrix (MuJoCo's order)."""
+    return np.roll(kin.matrix_to_quaternion(r), 1)
 
 
 def _fmt(values: npt.ArrayLike) -> str:

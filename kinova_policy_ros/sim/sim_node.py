@@ -25,7 +25,7 @@ the expert node and the recorders so that bags recorded over DDS and bags writte
 the same bytes.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import json
 import sys
 from typing import Any
@@ -381,23 +381,28 @@ class SimNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point of the ``sim_node`` console script; 1 on a bad parameter."""
+def run_node(factory: Callable[[], Node], name: str, args: list[str] | None = None) -> int:
+    """Spin the node ``factory()`` until shutdown; 0 on a clean exit, 1 on a bad parameter."""
     rclpy.init(args=args)
-    node: SimNode | None = None
+    node: Node | None = None
     try:
-        node = SimNode()
+        node = factory()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (KinovaPolicyError, ParameterException) as err:
-        print(f'sim_node: {err}', file=sys.stderr)
+        print(f'{name}: {err}', file=sys.stderr)
         return 1
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``sim_node`` console script; 1 on a bad parameter."""
+    return run_node(SimNode, 'sim_node', args)
 
 
 if __name__ == '__main__':
