@@ -16,6 +16,7 @@ from common import percentiles_ms, report
 from kinova_policy_ros.inference import PolicyRunner
 from kinova_policy_ros.synthetic import make_random_checkpoint
 import numpy as np
+import torch
 
 
 def run(runner: PolicyRunner, frames, steps: int) -> list[float]:
@@ -39,7 +40,9 @@ def main() -> None:
     ap.add_argument('--native-hw', type=int, nargs=2, default=[480, 640])
     ap.add_argument('--hw', type=int, nargs=2, default=[96, 128])
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--threads', type=int, default=1, help="torch threads (the node's default: 1)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     h, w = args.native_hw
     frames = (
@@ -61,6 +64,7 @@ def main() -> None:
             'native_hw': args.native_hw,
             'model_hw': args.hw,
             'device': args.device,
+            'torch_threads': args.threads,
             'cached': c,
             'full_window': f,
             'speedup_p50': f['p50_ms'] / c['p50_ms'],

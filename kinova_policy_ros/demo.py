@@ -158,7 +158,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         lines.append(f'| {key} | {value} |')
     lines += ['', '## Plots', '']
     for png in summary['plots']:
-        lines.append(f'![{Path(png).stem}]({Path(png).name})')
+        lines.append(f'![{Path(png).stem}]({png})')
     lines += ['', '## Timings (s)', '']
     lines += [f'- {k}: {v:.0f}' for k, v in summary['timings_s'].items()]
     path = out / 'report.md'
@@ -228,7 +228,7 @@ def run(profile: Profile, out: Path, fresh: bool) -> dict[str, Any]:
             f'{offline["mae_rad_per_step"][0] * 57.2958:.2f} / '
             f'{offline["mae_rad_per_step"][-1] * 57.2958:.2f} deg'
         ),
-        'demonstrations / training episodes': f'{len(bags)} / {len(episodes)}',
+        'demonstrations recorded / episodes converted': f'{len(bags)} / {len(episodes)}',
         'wall time': f'{timings["total"] / 60:.1f} min',
     }
     summary = {

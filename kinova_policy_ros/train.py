@@ -15,6 +15,7 @@ import argparse
 from collections.abc import Iterator, Sequence
 import contextlib
 import csv
+import dataclasses
 from dataclasses import dataclass
 import json
 import math
@@ -256,17 +257,8 @@ class Trainer:
             num_cycles=tc.lr_num_cycles,
             power=tc.lr_power,
         )
-        e = tc.ema
-        self.ema = EMAModel(
-            self.model.parameters(),
-            decay=e.decay,
-            min_decay=e.min_decay,
-            update_after_step=e.update_after_step,
-            use_ema_warmup=e.use_ema_warmup,
-            inv_gamma=e.inv_gamma,
-            power=e.power,
-            foreach=e.foreach,
-        )
+        # EMAConfig's fields are EMAModel's arguments, one to one.
+        self.ema = EMAModel(self.model.parameters(), **dataclasses.asdict(tc.ema))
         self.step = 0
         self.best_val = math.inf
         self.last_val = math.inf
