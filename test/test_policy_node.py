@@ -412,8 +412,12 @@ def test_stopping_the_camera_stops_commands_and_they_resume(running: Harness):
     running.wait_status(lambda s: s.message.startswith('stale input'))
     # Inputs become stale MAX_AGE after the last image; no command after two more periods.
     time.sleep(0.5)
-    late = t_stop + MAX_AGE + 2 * DT + 0.15  # 0.15 s: DDS delivery + scheduling on a busy CI
-    assert running.num_commands(since=late) == 0
+    # 0.4 s: DDS delivery + scheduling of three processes on a busy 2-core CI machine (a run
+    # with 0.15 s saw one command 0.15-0.4 s late there).
+    late = t_stop + MAX_AGE + 2 * DT + 0.4
+    with running.lock:
+        last = max((t for t, _ in running.commands), default=0.0)
+    assert last < late, f'a command {last - t_stop:.2f} s after the camera stopped'
     status = running.last_status()
     assert status is not None and status.level == DiagnosticStatus.WARN
     running.set_inputs(rgb=_image(image_codec.encode_rgb8(running.rgb_array)))
