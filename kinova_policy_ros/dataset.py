@@ -161,16 +161,6 @@ class SegmentDataset(torch.utils.data.Dataset):
         return self.ds.segment(index, self.num_windows)
 
 
-def window_indices(t: int, obs_horizon: int, n: int) -> np.ndarray:
-    """Frames ``[t-K+1 .. t]``, indices below 0 repeating frame 0 (edge padding)."""
-    return np.clip(np.arange(t - obs_horizon + 1, t + 1), 0, n - 1)
-
-
-def future_indices(t: int, pred_horizon: int, n: int) -> np.ndarray:
-    """Frames ``[t+1 .. t+T]``, indices above ``n-1`` repeating the last frame."""
-    return np.clip(np.arange(t + 1, t + 1 + pred_horizon), 0, n - 1)
-
-
 class KinovaJointDataset(torch.utils.data.Dataset):
     """
     Samples ``(observation window, future joint targets)`` from npz episodes.
@@ -289,29 +279,9 @@ class KinovaJointDataset(torch.utils.data.Dataset):
         return int(self._ends[-1]) if len(self._ends) else 0
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        ep_i, t = self.locate(int(index))
-        ep = self.episodes[ep_i]
-        n = int(self.lengths[ep_i])
-        k, horizon = self.cfg.obs_horizon, self.cfg.pred_horizon
-        obs = window_indices(t, k, n)
-        fut = future_indices(t, horizon, n)
-        # Contiguous window reads: the frames t-K+1..t are adjacent in the memory map.
-        lo, hi = int(obs[0]), int(obs[-1]) + 1
-        rgb_u8 = np.asarray(ep.rgb[lo:hi])[obs - lo]  # [K,3,h,w] uint8
-        depth_m = np.asarray(ep.depth[lo:hi])[obs - lo]  # [K,1,h,w]
-        rgb, depth = frames_to_tensors(
-            rgb_u8, depth_m, self.cfg.max_depth_m, self.cfg.normalize_depth01
-        )
-        item = {
-            'rgb': rgb,
-            'depth': depth,
-            'q': torch.from_numpy(self._q_norm.normalize(ep.q[obs])),
-            'dq': torch.from_numpy(self._dq_norm.normalize(ep.dq[obs])),
-            'gt_joint': torch.from_numpy(self._q_norm.normalize(ep.q[fut])),
-        }
-        if self.with_goal:
-            item['goal'] = self._goal(ep, n, np.array([t]))[0]
-        return item
+        seg = self.segment(index, 1)  # one window: its L = K frames are the window itself
+        seg.pop('window_index')
+        return {k: v if k in ('rgb', 'depth') else v[0] for k, v in seg.items()}
 
     def _goal(self, ep: CachedEpisode, n: int, t: np.ndarray) -> torch.Tensor:
         """Where the end effector ends the episode, from its position at frames t: [len(t),3]."""
