@@ -13,12 +13,16 @@ command and publishes it: the whole online path.
 The images are subscribed RELIABLE (``image_qos_reliable``; ``--best-effort`` keeps the default
 sensor-data QoS, which loses most 640x480 raw frames to fragmentation with Fast DDS here).
 
-Two runs: the frame cache on (one frame encode per step, the default) and off (the whole
-K-frame window re-encoded every step).
+Runs, all in one invocation: the frame cache on (one frame encode per step, the default) and off
+(the whole K-frame window re-encoded every step), each over two Fast DDS transports: the
+default one (shared memory with 512 KiB segments, so 640x480 frames go over UDP loopback) and
+the package's ``config/fastdds_large_frames.xml`` (32 MiB shared-memory segments). A transport
+is a property of the process, so each one runs in a child process of this script.
 
 Usage::
 
     python bench/bench_node_latency.py [--iterations 300] [--device cpu] [--height 480 --width 640]
+        [--transports default,shm] [--modes cache,full]
 """
 
 import argparse
@@ -192,31 +196,24 @@ def run_mode(
             proc.wait(5)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--iterations', type=int, default=300)
-    parser.add_argument('--warmup', type=int, default=30)
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--height', type=int, default=480)
-    parser.add_argument('--width', type=int, default=640)
-    parser.add_argument('--image-hw', type=int, nargs=2, default=(96, 128))
-    parser.add_argument('--modes', default='cache,full', help='cache, full or both')
-    parser.add_argument(
-        '--best-effort',
-        action='store_true',
-        help='keep the default sensor-data (best effort) image QoS; large frames may be lost',
-    )
-    args = parser.parse_args()
+TRANSPORTS = {
+    'default': None,
+    'shm': ROOT / 'config' / 'fastdds_large_frames.xml',
+}
+TRANSPORT_NAMES = {
+    'default': 'Fast DDS default (UDP loopback for large frames)',
+    'shm': 'config/fastdds_large_frames.xml (shared memory)',
+}
+
+
+def run_child(args: argparse.Namespace) -> None:
+    """Measure every mode over the transport this process was started with; print JSON lines."""
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
-
-    import torch
-
     with tempfile.TemporaryDirectory(prefix='bench_node_latency_') as tmp:
         checkpoint = make_random_checkpoint(Path(tmp) / 'ckpt', image_hw=tuple(args.image_hw))
         driver = Driver(args.height, args.width)
         try:
-            results = []
             for mode in args.modes.split(','):
                 res = run_mode(
                     driver,
@@ -227,10 +224,57 @@ def main() -> None:
                     args.warmup,
                     not args.best_effort,
                 )
-                results.append(res)
-                print(json.dumps({'mode': mode, **res}), flush=True)
+                print('RESULT ' + json.dumps({'mode': mode, **res}), flush=True)
         finally:
             driver.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--iterations', type=int, default=300)
+    parser.add_argument('--warmup', type=int, default=30)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--height', type=int, default=480)
+    parser.add_argument('--width', type=int, default=640)
+    parser.add_argument('--image-hw', type=int, nargs=2, default=(96, 128))
+    parser.add_argument('--modes', default='cache,full', help='cache, full or both')
+    parser.add_argument(
+        '--transports', default='default,shm', help=f'any of {",".join(TRANSPORTS)}'
+    )
+    parser.add_argument(
+        '--best-effort',
+        action='store_true',
+        help='keep the default sensor-data (best effort) image QoS; large frames may be lost',
+    )
+    parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args)
+        return
+
+    import torch
+
+    rows: list[tuple[str, dict[str, float]]] = []
+    for transport in args.transports.split(','):
+        if transport not in TRANSPORTS:
+            parser.error(f'--transports: unknown {transport!r} (choose from {list(TRANSPORTS)})')
+        env = {k: v for k, v in os.environ.items() if k != 'FASTDDS_DEFAULT_PROFILES_FILE'}
+        profile = TRANSPORTS[transport]
+        if profile is not None:
+            env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
+        env['ROS_DOMAIN_ID'] = str(1 + (os.getpid() + len(rows)) % 100)
+        child = subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], '--child'],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
+        for line in child.stdout.splitlines():
+            if line.startswith('RESULT '):
+                res = json.loads(line[len('RESULT ') :])
+                print(json.dumps({'transport': transport, **res}), flush=True)
+                rows.append((transport, res))
     device = args.device
     if device.startswith('cuda') and torch.cuda.is_available():
         device += f' ({torch.cuda.get_device_name(0)})'
@@ -240,14 +284,17 @@ def main() -> None:
         f'camera {args.height}x{args.width}, model input {args.image_hw[0]}x{args.image_hw[1]}, '
         f'image QoS {"best effort" if args.best_effort else "reliable"})'
     )
-    print('| mode | p50 ms | p90 ms | p99 ms | max ms | n | lost | in-node p50 / p99 ms |')
-    print('|---|---|---|---|---|---|---|---|')
-    for mode, res in zip(args.modes.split(','), results):
-        name = 'frame cache (default)' if mode == 'cache' else 'full-window recompute'
+    print(
+        '| transport | mode | p50 ms | p90 ms | p99 ms | max ms | n | lost '
+        '| in-node p50 / p99 ms |'
+    )
+    print('|---|---|---|---|---|---|---|---|---|')
+    for transport, res in rows:
+        name = 'frame cache (default)' if res['mode'] == 'cache' else 'full-window recompute'
         print(
-            f'| {name} | {res["p50_ms"]:.2f} | {res["p90_ms"]:.2f} | {res["p99_ms"]:.2f} | '
-            f'{res["max_ms"]:.2f} | {int(res["n"])} | {int(res["timeouts"])} | '
-            f'{res["node_p50_ms"]:.2f} / {res["node_p99_ms"]:.2f} |'
+            f'| {TRANSPORT_NAMES[transport]} | {name} | {res["p50_ms"]:.2f} | {res["p90_ms"]:.2f} '
+            f'| {res["p99_ms"]:.2f} | {res["max_ms"]:.2f} | {int(res["n"])} '
+            f'| {int(res["timeouts"])} | {res["node_p50_ms"]:.2f} / {res["node_p99_ms"]:.2f} |'
         )
 
 

@@ -25,7 +25,7 @@ from kinova_policy_ros.schema import check_episode, read_arrays
 import numpy as np
 import torch
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 #: The auxiliary goal target (``with_goal``) is in units of 1/GOAL_SCALE m (0.2 m).
 GOAL_SCALE = 5.0
 _CHUNK = 64  # frames resized at a time while building the cache

@@ -48,9 +48,8 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
@@ -135,12 +134,18 @@ class PolicyNode(Node):
     """
     The ``kinova_policy`` node.
 
-    Threading: a :class:`MultiThreadedExecutor` runs two mutually exclusive callback groups. The
-    *control* group holds the control timer (or the RGB trigger), the only code that touches the
-    PolicyRunner, so inference runs on its own thread and never overlaps itself. The *io* group
-    holds the subscriptions, services and the diagnostics timer: message intake (and image
-    decoding) continues on the other executor thread while the model runs (torch releases the
-    GIL). The two share only the small state guarded by ``self._lock``.
+    Threading: one :class:`SingleThreadedExecutor` runs every ROS callback (subscriptions and
+    image decoding, services, the diagnostics timer and the control timer); the control timer (or,
+    in the benchmark mode, the RGB callback) only wakes the *control thread*, a plain thread owned
+    by the node and the only code that touches the PolicyRunner. So inference never blocks message
+    intake (torch releases the GIL), never overlaps itself, and a tick that arrives while the
+    previous one still runs is merged into the next (counted as an overrun). The two threads share
+    only the small state guarded by ``self._lock``.
+
+    Not a MultiThreadedExecutor with callback groups: rclpy's executor busy-polls its wait set
+    while a ready callback waits for its busy mutually exclusive group (the control timer or
+    trigger during inference), which takes the GIL and a core away from the model and turned a
+    7 ms step into tens or hundreds of milliseconds on a 2-core machine.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -211,9 +216,6 @@ class PolicyNode(Node):
         self._needs_reset = False
         self._ticks_until_plan = 0
 
-        self._control_group = MutuallyExclusiveCallbackGroup()
-        self._io_group = MutuallyExclusiveCallbackGroup()
-
         # Publishers: commands are reliable (what joint_trajectory_controller subscribes with).
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._command_pub = (
@@ -241,7 +243,6 @@ class PolicyNode(Node):
                 self.rgb_topic,
                 self._on_rgb,
                 image_qos,
-                callback_group=self._io_group,
             )
         else:
             self.rgb_topic = s.rgb_topic
@@ -250,36 +251,36 @@ class PolicyNode(Node):
                 self.rgb_topic,
                 self._on_rgb,
                 image_qos,
-                callback_group=self._io_group,
             )
         self.create_subscription(
             Image,
             s.depth_topic,
             self._on_depth,
             image_qos,
-            callback_group=self._io_group,
         )
         self.create_subscription(
             JointState,
             s.joint_states_topic,
             self._on_joints,
             qos_profile_sensor_data,
-            callback_group=self._io_group,
         )
-        self.create_service(SetBool, '~/enable', self._on_enable, callback_group=self._io_group)
-        self.create_service(Trigger, '~/reset', self._on_reset, callback_group=self._io_group)
+        self.create_service(SetBool, '~/enable', self._on_enable)
+        self.create_service(Trigger, '~/reset', self._on_reset)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._trigger = None
-        if s.trigger_on_rgb:
-            self._trigger = self.create_guard_condition(
-                self._on_tick, callback_group=self._control_group
-            )
-        else:
-            self.create_timer(self.dt, self._on_tick, callback_group=self._control_group)
-        self.create_timer(
-            s.diagnostics_period_s, self.publish_diagnostics, callback_group=self._io_group
+        # The control thread: woken by the control timer (or each RGB message in the benchmark
+        # mode ``trigger_on_rgb``), it runs the control step outside the executor.
+        self._wake = threading.Event()
+        self._stopping = False
+        self._overruns = 0
+        self._trigger_on_rgb = bool(s.trigger_on_rgb)
+        if not self._trigger_on_rgb:
+            self.create_timer(self.dt, self._wake_control_thread)
+        self.create_timer(s.diagnostics_period_s, self.publish_diagnostics)
+        self._control_thread = threading.Thread(
+            target=self._control_loop, name='kinova_policy_control', daemon=True
         )
+        self._control_thread.start()
         self.get_logger().info(
             f'ready: checkpoint {s.checkpoint} on {device}, dt {self.dt:.4f} s, '
             f'obs/pred/action horizon {r.obs_horizon}/{r.pred_horizon}/{self.action_horizon}, '
@@ -344,8 +345,8 @@ class PolicyNode(Node):
             sample = _Sample(stamp, None, f'{self.rgb_topic}: {err}')
         with self._lock:
             self._rgb = sample
-        if self._trigger is not None:
-            self._trigger.trigger()
+        if self._trigger_on_rgb:
+            self._wake_control_thread()
 
     def _on_depth(self, msg: Image) -> None:
         stamp = self._now_ns()
@@ -435,8 +436,42 @@ class PolicyNode(Node):
             return STALE, f'older than max_obs_age_s={max_age}: {", ".join(stale)}', samples
         return RUNNING, '', samples
 
+    def _wake_control_thread(self) -> None:
+        """Ask the control thread for a step (executor thread: returns at once)."""
+        if self._wake.is_set():
+            with self._lock:
+                self._overruns += 1  # the previous tick has not started yet: merged into it
+        self._wake.set()
+
+    def _control_loop(self) -> None:
+        """Run control steps when woken, until :meth:`stop_control_thread`."""
+        while not self._stopping:
+            if not self._wake.wait(timeout=0.1):
+                continue
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                self._on_tick()
+            except Exception as err:  # keep the thread alive; the state says what happened
+                self._needs_reset = True
+                self._set_state(ERROR, f'control step failed: {type(err).__name__}: {err}')
+
+    def stop_control_thread(self, timeout_s: float = 10.0) -> None:
+        """Stop the control thread after its current step (idempotent)."""
+        self._stopping = True
+        self._wake.set()
+        thread = self._control_thread
+        if thread.is_alive() and threading.current_thread() is not thread:
+            thread.join(timeout_s)
+
+    def destroy_node(self) -> None:
+        """Stop the control thread, then destroy the node."""
+        self.stop_control_thread()
+        super().destroy_node()
+
     def _on_tick(self) -> None:
-        """Run one control step (the control group: never concurrent with itself)."""
+        """Run one control step (the control thread: never concurrent with itself)."""
         tick_ns = self._now_ns()
         state, detail, (rgb, depth, joints) = self._check_inputs(tick_ns)
         with self._lock:
@@ -542,6 +577,7 @@ class PolicyNode(Node):
             samples = {'rgb': self._rgb, 'depth': self._depth, 'joints': self._joints}
             lat = np.array(self._latencies_s, dtype=np.float64)
             counts = (self._plans, self._commands_sent, self._points_dropped, self._enabled)
+            overruns = self._overruns
         status = DiagnosticStatus()
         status.level = _LEVELS[state]
         status.name = f'{self.get_name()}: policy'
@@ -556,6 +592,7 @@ class PolicyNode(Node):
         values['plans'] = str(counts[0])
         values['commands_published'] = str(counts[1])
         values['points_dropped_for_latency'] = str(counts[2])
+        values['control_overruns'] = str(overruns)
         values['dry_run'] = str(self.settings.dry_run).lower()
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray()
@@ -582,11 +619,11 @@ def main(args: Sequence[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM)
     }
     node: PolicyNode | None = None
-    executor: MultiThreadedExecutor | None = None
+    executor: SingleThreadedExecutor | None = None
     rc = 0
     try:
         node = PolicyNode()
-        executor = MultiThreadedExecutor(num_threads=3)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
@@ -596,12 +633,9 @@ def main(args: Sequence[str] | None = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).error(f'cannot start: {err}')
         rc = 1
     finally:
+        if node is not None:
+            node.stop_control_thread()  # the control step in progress ends first
         if executor is not None:
-            # Let running callbacks finish first: rclpy's Executor.shutdown() destroys its guard
-            # condition without waiting for them (their completion then raises InvalidHandle).
-            pool = getattr(executor, '_executor', None)
-            if pool is not None:
-                pool.shutdown(wait=True)
             executor.shutdown(timeout_sec=5.0)
         if node is not None:
             node.destroy_node()

@@ -47,10 +47,12 @@ def resize_frames(
     rgb_t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2)  # [N,3,H,W] uint8
     depth_t = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[:, None]  # [N,1,H,W]
     if rgb_t.shape[-2:] != (h, w):
-        rgb_f = F.interpolate(
-            rgb_t.float(), size=(h, w), mode='bilinear', antialias=True, align_corners=False
+        # uint8 in, uint8 out: torch's channels-last uint8 kernel (the permuted HWC frames are
+        # channels-last already) is ~10x faster than a float round trip and rounds the same way
+        # up to one grey level.
+        rgb_t = F.interpolate(
+            rgb_t, size=(h, w), mode='bilinear', antialias=True, align_corners=False
         )
-        rgb_t = rgb_f.round_().clamp_(0, 255).to(torch.uint8)
         depth_t = F.interpolate(
             depth_t, size=(h, w), mode='bilinear', antialias=True, align_corners=False
         ).clamp_(min=0.0)

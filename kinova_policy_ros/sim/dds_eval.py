@@ -69,7 +69,7 @@ from kinova_policy_ros.sim.trajectory import (
 import numpy as np
 from rcl_interfaces.srv import SetParameters
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -666,7 +666,7 @@ def evaluate_over_dds(
         policy.check_alive()
 
     context = rclpy.Context()
-    executor: MultiThreadedExecutor | None = None
+    executor: SingleThreadedExecutor | None = None
     spinner: threading.Thread | None = None
     episodes: list[dict[str, Any]] = []
     startup_s: float | None = None
@@ -676,7 +676,7 @@ def evaluate_over_dds(
         policy.start()
         rclpy.init(context=context)
         recorder = EvalRecorder(context=context)
-        executor = MultiThreadedExecutor(num_threads=2, context=context)
+        executor = SingleThreadedExecutor(context=context)
         executor.add_node(recorder)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()

@@ -41,7 +41,7 @@ from kinova_policy_ros.sim.recorder import (
     write_manifest,
 )
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
@@ -194,7 +194,7 @@ def record_via_dds(
     proc = subprocess.Popen(sim_node_command(seeds[0], cfg, camera_hz), env=dict(os.environ))
     context = rclpy.Context()
     rclpy.init(context=context)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor = SingleThreadedExecutor(context=context)
     episodes: list[dict[str, Any]] = []
     try:
         expert = ExpertNode(context=context)
