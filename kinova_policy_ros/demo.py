@@ -45,6 +45,9 @@ class Profile:
     train_overrides: tuple[str, ...]
     record_workers: int = 2
     description: str = ''
+    # share of demonstrations starting at rest near the target / pausing mid-reach
+    recovery_fraction: float = 0.0
+    pause_fraction: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,10 +83,12 @@ PROFILES = {
             'train.checkpoint_every=250',
         ),
         description='the whole pipeline within about 15 minutes on 2 CPU cores',
+        recovery_fraction=0.35,
+        pause_fraction=0.35,
     ),
     'full': Profile(
         'full',
-        demonstrations=400,
+        demonstrations=600,
         eval_episodes=20,
         episode_duration_s=8.0,
         train_overrides=(
@@ -94,6 +99,8 @@ PROFILES = {
             'train.lr_warmup_steps=200',
         ),
         description='more demonstrations and longer training (GPU when present)',
+        recovery_fraction=0.35,
+        pause_fraction=0.35,
     ),
 }
 
@@ -108,12 +115,24 @@ def stage(name: str) -> None:
 
 
 def record(out: Path, profile: Profile) -> list[Path]:
+    from kinova_policy_ros.sim.expert import DemoVariation
     from kinova_policy_ros.sim.record_demos import record_offline, RecordOptions
 
     seeds = list(range(DEMO_SEED0, DEMO_SEED0 + profile.demonstrations))
-    entries = record_offline(out, seeds, RecordOptions(), workers=profile.record_workers)
+    options = RecordOptions(
+        variation=DemoVariation(
+            recovery_fraction=profile.recovery_fraction, pause_fraction=profile.pause_fraction
+        )
+    )
+    entries = record_offline(out, seeds, options, workers=profile.record_workers)
     ok = sum(bool(e['success']) for e in entries)
-    print(f'[record] {len(entries)} expert demonstrations, {ok} reached the target', flush=True)
+    recovery = sum(bool(e['recovery_start']) for e in entries)
+    pauses = sum(e['pause_s'] > 0 for e in entries)
+    print(
+        f'[record] {len(entries)} expert demonstrations ({recovery} recovery starts, {pauses} '
+        f'with a pause), {ok} reached the target',
+        flush=True,
+    )
     return sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith('episode_'))
 
 

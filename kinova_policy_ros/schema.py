@@ -132,11 +132,15 @@ def validate_episode(arrays: Mapping[str, Any], source: str = '<memory>') -> lis
     if depth.ndim != 3:
         bad('depth', f'expected shape [N,H,W], got {_shape(depth)}')
     else:
-        if depth.dtype != np.float32:
+        # min/max instead of isfinite/< 0: two passes without a frame-sized temporary (NaN
+        # propagates through both, inf shows as an extreme).
+        ok_dtype = depth.dtype == np.float32
+        lo, hi = (float(depth.min()), float(depth.max())) if ok_dtype and depth.size else (0, 0)
+        if not ok_dtype:
             bad('depth', f'expected dtype float32 (metres), got {depth.dtype}')
-        elif not np.all(np.isfinite(depth)):
+        elif not (np.isfinite(lo) and np.isfinite(hi)):
             bad('depth', 'contains NaN or inf (invalid depth must be 0)')
-        elif np.any(depth < 0):
+        elif lo < 0:
             bad('depth', 'contains negative depth')
         if rgb.ndim == 4 and depth.shape[1:] != rgb.shape[1:3]:
             bad('depth', f'image size {depth.shape[1:]} differs from rgb {rgb.shape[1:3]}')

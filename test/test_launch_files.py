@@ -172,6 +172,7 @@ def test_setup_installs_launch_and_config_files():
     data_files = ast.unparse(next(k.value for k in setup_call.keywords if k.arg == 'data_files'))
     assert "'launch/*.launch.py'" in data_files
     assert "'config/*.yaml'" in data_files
+    assert "'config/*.xml'" in data_files  # the Fast DDS shared-memory profile
 
 
 def test_policy_launch_declares_its_arguments_and_node():

@@ -140,3 +140,51 @@ def test_same_seed_gives_the_same_messages_in_both_storages(bags, tmp_path):
     second = read(tmp_path / 'episode_000004')
     assert len(first) == len(second) > 500
     assert sorted(first, key=itemgetter(0, 1)) == sorted(second, key=itemgetter(0, 1))
+
+
+def test_varied_demonstrations_pause_or_start_near_the_target(tmp_path):
+    from kinova_policy_ros.sim.expert import DemoVariation
+    from kinova_policy_ros.sim.record_demos import record_offline, RecordOptions
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    # seed 2000 draws a recovery start, 2003 a pause (fractions 0.5)
+    var = DemoVariation(recovery_fraction=0.5, pause_fraction=0.5)
+    entries = record_offline(
+        tmp_path, [2000, 2003], RecordOptions(variation=var), verbose=False
+    )
+    by_seed = {e['seed']: e for e in entries}
+    assert by_seed[2000]['recovery_start'] and by_seed[2000]['pause_s'] == 0.0
+    assert not by_seed[2003]['recovery_start'] and by_seed[2003]['pause_s'] > 0.3
+    assert all(e['success'] for e in entries)
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    command_topic = sim_node.DEFAULT_TOPICS['command']
+    for seed, n_commands in ((2000, 1), (2003, 3)):  # the reach; or reach, stop, re-plan
+        bag = tmp_path / f'episode_{seed:06d}'
+        with AnyReader([bag], default_typestore=store) as reader:
+            conns = {c.topic: c for c in reader.connections}
+            q, commands = [], []
+            for conn, _, raw in reader.messages(
+                [conns['/joint_states'], conns[command_topic]]
+            ):
+                if conn.topic == command_topic:
+                    commands.append(deserialize_message(raw, JointTrajectory))
+                else:
+                    js = deserialize_message(raw, JointState)
+                    order = [list(js.name).index(n) for n in kin.JOINT_NAMES]
+                    q.append(np.asarray(js.position)[order])
+        assert len(commands) == n_commands
+        q = np.array(q)
+        tcp0 = kin.fk_matrix(q[0])[:3, 3]
+        target = np.asarray(by_seed[seed]['target'])
+        if seed == 2000:  # starts at rest, near the target, not at home
+            assert np.linalg.norm(tcp0 - target) < 0.2
+            assert np.abs(q[1] - q[0]).max() < 1e-4
+        else:  # a stretch of ~pause_s at rest away from the start and from the target
+            speed = np.abs(np.diff(q, axis=0)).max(axis=1) * 100.0  # rad/s at 100 Hz
+            moving = np.flatnonzero(speed > 0.05)
+            gaps = np.diff(moving)
+            assert gaps.max() * 0.01 > 0.5 * by_seed[seed]['pause_s']
+            i = moving[np.argmax(gaps)] + 1
+            assert np.linalg.norm(kin.fk_matrix(q[i])[:3, 3] - target) > 0.03

@@ -140,6 +140,15 @@ class Gen3Sim:
         self.episode = spec
         return spec
 
+    def place_arm(self, q: npt.ArrayLike) -> None:
+        """Put the arm at rest at joint positions ``q`` [7] (e.g. another start pose)."""
+        q = kin.clip_to_limits(np.asarray(q, dtype=np.float64), margin=0.0)
+        self.data.qpos[self._qadr] = q
+        self.data.qvel[self._vadr] = 0.0
+        self._ref = q.copy()
+        self.data.ctrl[:] = q
+        mujoco.mj_forward(self.model, self.data)
+
     @property
     def time(self) -> float:
         """Return the simulated time since the reset, seconds."""

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kinova_policy_ros import kinematics as kin
+from kinova_policy_ros.errors import ConfigError
 from kinova_policy_ros.sim.env import Gen3Sim
 from kinova_policy_ros.sim.trajectory import TrajectoryCommand, TrajectoryFollower
 import numpy as np
@@ -47,6 +48,9 @@ class ExpertConfig:
     ik_iterations: int = 4
     limit_margin: float = 0.1
     column_tolerance: float = 0.02
+    # Within this horizontal distance of the target, and no higher than the pre-grasp point, the
+    # reach goes straight to the target: a correction near the target never climbs back up.
+    direct_radius: float = 0.12
 
 
 @dataclass(frozen=True)
@@ -154,9 +158,10 @@ def plan_reach(
     """
     Plan a reach from the joint positions ``q_start`` to the target point (base frame).
 
-    When the end effector is already above the target (within ``column_tolerance``
-    horizontally, below the pre-grasp height) the approach phase is skipped, so re-planning
-    from any state of an episode continues the reach instead of restarting it.
+    When the end effector is already near the target (within ``direct_radius`` horizontally,
+    below the pre-grasp height + ``column_tolerance``) the approach phase is skipped and the
+    reach goes straight to the target, so re-planning from any state of an episode continues
+    the reach instead of restarting it.
     """
     cfg = config or ExpertConfig()
     q0 = np.asarray(q_start, dtype=np.float64).copy()
@@ -165,7 +170,7 @@ def plan_reach(
     p0, r0 = t0[:3, 3], t0[:3, :3]
     pre = goal + np.array([0.0, 0.0, cfg.pregrasp_height])
     in_column = (
-        np.linalg.norm(p0[:2] - goal[:2]) < cfg.column_tolerance
+        np.linalg.norm(p0[:2] - goal[:2]) < max(cfg.column_tolerance, cfg.direct_radius)
         and p0[2] < pre[2] + cfg.column_tolerance
     )
     poses: list[tuple[FloatArray, FloatArray]] = []
@@ -201,6 +206,104 @@ def plan_reach(
     positions = np.stack(qs)
     times, velocities = _retime(times, positions, cfg.max_speed_fraction * kin.VELOCITY_LIMITS)
     return JointPlan(times=times[1:], positions=positions[1:], velocities=velocities[1:])
+
+
+@dataclass(frozen=True)
+class DemoVariation:
+    """
+    Departures from the plain home-to-target reach (all off by default).
+
+    A policy trained on plain reaches only ever sees the arm at rest at home or on the target:
+    "the arm stopped" then means "arrived", and a policy that stops short believes it has
+    arrived (measured: its goal prediction read ~0 cm while 3-25 cm off). Two variations break
+    that shortcut, each labelled by the expert re-planning from the state it creates:
+
+    - *recovery starts*: the episode starts at rest near the target instead of at home (tool
+      down, up to ``recovery_offset_m`` away horizontally, ``recovery_height_m`` above it);
+    - *pauses*: the reach stops for ``pause_s`` at a random point of the approach, then the
+      expert re-plans from where the arm stands.
+
+    The draw of every episode is a function of its seed.
+    """
+
+    recovery_fraction: float = 0.0
+    recovery_offset_m: float = 0.10
+    recovery_height_m: tuple[float, float] = (0.02, 0.15)
+    pause_fraction: float = 0.0
+    pause_s: tuple[float, float] = (0.3, 1.0)
+
+    def __post_init__(self) -> None:
+        for name in ('recovery_fraction', 'pause_fraction'):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f'DemoVariation.{name}: must be in [0, 1], got {value!r}')
+        if not self.recovery_offset_m >= 0.0:
+            raise ConfigError(
+                f'DemoVariation.recovery_offset_m: must be >= 0, got {self.recovery_offset_m!r}'
+            )
+        for name in ('recovery_height_m', 'pause_s'):
+            lo, hi = getattr(self, name)
+            if not 0.0 <= lo <= hi:
+                raise ConfigError(
+                    f'DemoVariation.{name}: must be (low, high) with 0 <= low <= high, '
+                    f'got {getattr(self, name)!r}'
+                )
+
+    @property
+    def active(self) -> bool:
+        """Whether any variation can happen."""
+        return self.recovery_fraction > 0.0 or self.pause_fraction > 0.0
+
+
+@dataclass(frozen=True)
+class EpisodeVariation:
+    """What :meth:`DemoVariation` drew for one episode."""
+
+    start_q: FloatArray | None  # [7] recovery start, None = the seed's own start
+    pause_at: float | None  # fraction of the first plan's duration, None = no pause
+    pause_s: float
+
+
+def draw_variation(
+    seed: int,
+    q0: npt.ArrayLike,
+    target: npt.ArrayLike,
+    variation: DemoVariation,
+    config: ExpertConfig | None = None,
+) -> EpisodeVariation:
+    """Draw the variation of episode ``seed`` (start ``q0``, ``target``), deterministically."""
+    cfg = config or ExpertConfig()
+    rng = np.random.default_rng([int(seed), 0x5EED])
+    q_rest = np.asarray(q0, dtype=np.float64)
+    goal = np.asarray(target, dtype=np.float64)
+    start_q = None
+    if rng.random() < variation.recovery_fraction:
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        radius = variation.recovery_offset_m * np.sqrt(rng.random())
+        height = rng.uniform(*variation.recovery_height_m)
+        point = goal + np.array([radius * np.cos(angle), radius * np.sin(angle), height])
+        q = q_rest.copy()
+        for _ in range(60):
+            q = ik_step(q, point, _R_DOWN, q_rest, cfg)
+        start_q = q
+    pause_at = float(rng.uniform(0.15, 0.85)) if rng.random() < variation.pause_fraction else None
+    return EpisodeVariation(
+        start_q=start_q, pause_at=pause_at, pause_s=float(rng.uniform(*variation.pause_s))
+    )
+
+
+def stop_plan(q: npt.ArrayLike, dq: npt.ArrayLike, duration: float) -> JointPlan:
+    """
+    Stop from the measured state and stay at rest until ``duration`` (a pause).
+
+    Brakes over 0.2 s to where a linear deceleration from ``dq`` ends, then holds there.
+    """
+    brake = min(0.2, duration)
+    q_stop = np.asarray(q, dtype=np.float64) + 0.5 * brake * np.asarray(dq, dtype=np.float64)
+    times = np.array([brake, max(duration, brake + 1e-3)])
+    return JointPlan(
+        times=times, positions=np.stack([q_stop, q_stop]), velocities=np.zeros((2, q_stop.size))
+    )
 
 
 @dataclass

@@ -30,7 +30,7 @@ from typing import Any
 
 from kinova_policy_ros.errors import ConfigError, KinovaPolicyError
 from kinova_policy_ros.sim.env import Gen3Sim
-from kinova_policy_ros.sim.expert import ExpertConfig
+from kinova_policy_ros.sim.expert import DemoVariation, ExpertConfig
 from kinova_policy_ros.sim.expert_node import ExpertNode
 from kinova_policy_ros.sim.mjcf import SceneConfig
 from kinova_policy_ros.sim.recorder import (
@@ -56,6 +56,7 @@ class RecordOptions:
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     settle_time: float = 1.0
     start_noise: float = 0.1
+    variation: DemoVariation = field(default_factory=DemoVariation)
 
 
 def _record_chunk(
@@ -74,6 +75,7 @@ def _record_chunk(
                 rates=options.rates,
                 expert=options.expert,
                 settle_time=options.settle_time,
+                variation=options.variation,
             )
             entry['wall_s'] = time.perf_counter() - t0
             episodes.append(entry)
@@ -258,6 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--camera-hz', type=float, default=15.0)
     p.add_argument('--start-noise', type=float, default=0.1, help='rad, start pose perturbation')
     p.add_argument('--settle-time', type=float, default=1.0, help='hold after the reach, s')
+    p.add_argument(
+        '--recovery-fraction',
+        type=float,
+        default=0.0,
+        help='offline: share of episodes starting at rest near the target instead of home',
+    )
+    p.add_argument(
+        '--pause-fraction',
+        type=float,
+        default=0.0,
+        help='offline: share of episodes whose reach pauses once, then re-plans',
+    )
     p.add_argument('--quiet', action='store_true')
     return p
 
@@ -289,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rates=RecordingRates(camera_hz=args.camera_hz),
                 settle_time=args.settle_time,
                 start_noise=args.start_noise,
+                variation=DemoVariation(
+                    recovery_fraction=args.recovery_fraction,
+                    pause_fraction=args.pause_fraction,
+                ),
             )
             episodes = record_offline(
                 args.out, seeds, options, workers=args.workers, verbose=not args.quiet

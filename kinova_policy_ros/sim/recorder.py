@@ -22,7 +22,14 @@ from typing import Any
 from kinova_policy_ros.errors import BagError, ConfigError
 from kinova_policy_ros.sim import sim_node
 from kinova_policy_ros.sim.env import Gen3Sim
-from kinova_policy_ros.sim.expert import ExpertConfig, plan_reach
+from kinova_policy_ros.sim.expert import (
+    DemoVariation,
+    draw_variation,
+    ExpertConfig,
+    JointPlan,
+    plan_reach,
+    stop_plan,
+)
 from kinova_policy_ros.sim.trajectory import TrajectoryFollower
 import numpy as np
 from rclpy.node import Node
@@ -127,39 +134,66 @@ def write_expert_episode(
     settle_time: float = 1.0,
     start_ns: int = 1_700_000_000_000_000_000,
     control_dt: float = 0.002,
+    variation: DemoVariation | None = None,
 ) -> dict[str, Any]:
     """
     Run one seeded expert episode in ``sim`` and write it as a rosbag2 at ``path``, no DDS.
 
     Messages are what the simulator node publishes, serialized by rclpy; each is stamped (header
-    and bag time) with ``start_ns`` + the simulated time. Returns a summary dictionary (seed,
-    target, final distance, success, message counts).
+    and bag time) with ``start_ns`` + the simulated time. ``variation`` may start the arm near
+    the target or pause the reach (see :class:`~kinova_policy_ros.sim.expert.DemoVariation`);
+    every command the expert sends is recorded. Returns a summary dictionary (seed, target,
+    variation, final distance, success, message counts).
     """
     r = rates or RecordingRates()
     topics = sim_node.DEFAULT_TOPICS
     sink = BagSink(path, default_topics(), storage)
     try:
         spec = sim.reset(seed)
+        drawn = (
+            draw_variation(seed, spec.q0, spec.target, variation, expert)
+            if variation is not None and variation.active
+            else None
+        )
+        if drawn is not None and drawn.start_q is not None:
+            sim.place_arm(drawn.start_q)
         info = sim.camera_info()
         follower = TrajectoryFollower()
+
+        def send(plan: JointPlan) -> int:
+            """Record and follow ``plan`` from now; return the control steps it needs."""
+            command = sim_node.plan_to_msg(plan)
+            sink.write(topics['command'], start_ns + sim.time_ns, serialize_message(command))
+            follower.set_trajectory(
+                sim_node.msg_to_command(command),
+                sim.time_ns,
+                sim.joint_positions(),
+                sim.joint_velocities(),
+            )
+            return round((plan.duration + settle_time) / control_dt) + 1
+
         plan = plan_reach(sim.joint_positions(), spec.target, expert)
-        command = sim_node.plan_to_msg(plan)
-        sink.write(topics['command'], start_ns, serialize_message(command))
-        follower.set_trajectory(
-            sim_node.msg_to_command(command),
-            sim.time_ns,
-            sim.joint_positions(),
-            sim.joint_velocities(),
-        )
+        remaining = send(plan)
+        pause_ns = resume_ns = None
+        if drawn is not None and drawn.pause_at is not None:
+            pause_ns = sim.time_ns + round(drawn.pause_at * plan.duration * 1e9)
         periods = {
             'joint_states': round(1e9 / r.joint_state_hz),
             'camera': round(1e9 / r.camera_hz),
             'task_state': round(1e9 / r.task_state_hz),
         }
         due = dict.fromkeys(periods, 0)
-        steps = round((plan.duration + settle_time) / control_dt)
-        for _ in range(steps + 1):
+        while remaining > 0:
+            remaining -= 1
             now = sim.time_ns
+            if drawn is not None and pause_ns is not None and now >= pause_ns:
+                pause_ns = None
+                resume_ns = now + round(drawn.pause_s * 1e9)
+                send(stop_plan(sim.joint_positions(), sim.joint_velocities(), drawn.pause_s))
+                remaining = round((drawn.pause_s + settle_time) / control_dt) + 1
+            elif resume_ns is not None and now >= resume_ns:
+                resume_ns = None
+                remaining = send(plan_reach(sim.joint_positions(), spec.target, expert))
             stamp = start_ns + now
             if now >= due['joint_states']:
                 due['joint_states'] += periods['joint_states']
@@ -199,6 +233,8 @@ def write_expert_episode(
         'seed': int(seed),
         'target': [float(v) for v in spec.target],
         'q0': [float(v) for v in spec.q0],
+        'recovery_start': drawn is not None and drawn.start_q is not None,
+        'pause_s': drawn.pause_s if drawn is not None and drawn.pause_at is not None else 0.0,
         'final_distance': sim.distance(),
         'success': sim.success(),
         'duration_s': sim.time,
