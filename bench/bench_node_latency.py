@@ -50,7 +50,7 @@ COMMAND_TOPIC = '/joint_trajectory_controller/joint_trajectory'
 
 
 def _start_node(
-    checkpoint: Path, device: str, use_cache: bool, reliable: bool
+    checkpoint: Path, device: str, use_cache: bool, reliable: bool, extra: list[str]
 ) -> subprocess.Popen[str]:
     cmd = [
         sys.executable,
@@ -75,6 +75,7 @@ def _start_node(
         f'use_frame_cache:={str(use_cache).lower()}',
         '-p',
         f'image_qos_reliable:={str(reliable).lower()}',
+        *[arg for param in extra for arg in ('-p', param)],
         '--log-level',
         'warn',
     ]
@@ -150,8 +151,9 @@ def run_mode(
     iterations: int,
     warmup: int,
     reliable: bool,
+    extra: list[str],
 ) -> dict[str, float]:
-    proc = _start_node(checkpoint, device, use_cache, reliable)
+    proc = _start_node(checkpoint, device, use_cache, reliable, extra)
     try:
         end = time.monotonic() + 120.0
         while driver.step(timeout=0.5) is None:  # node starting, discovery
@@ -223,6 +225,7 @@ def run_child(args: argparse.Namespace) -> None:
                     args.iterations,
                     args.warmup,
                     not args.best_effort,
+                    args.node_param,
                 )
                 print('RESULT ' + json.dumps({'mode': mode, **res}), flush=True)
         finally:
@@ -245,6 +248,13 @@ def main() -> None:
         '--best-effort',
         action='store_true',
         help='keep the default sensor-data (best effort) image QoS; large frames may be lost',
+    )
+    parser.add_argument(
+        '--node-param',
+        action='append',
+        default=[],
+        metavar='NAME:=VALUE',
+        help='extra policy_node parameter (repeatable), e.g. torch_num_threads:=2',
     )
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -93,9 +93,9 @@ PROFILES = {
         episode_duration_s=8.0,
         train_overrides=(
             *_RECIPE,
-            'train.num_steps=5000',
-            'train.val_every=500',
-            'train.checkpoint_every=1000',
+            'train.num_steps=12000',
+            'train.val_every=1000',
+            'train.checkpoint_every=2000',
             'train.lr_warmup_steps=200',
         ),
         description='more demonstrations and longer training (GPU when present)',

@@ -514,7 +514,6 @@ class PolicyNode(Node):
         pred = np.asarray(self.runner.predict(), dtype=np.float64)  # [T, 7] checkpoint order
         if not np.all(np.isfinite(pred)):
             raise UnsafeCommandError('the model predicted non-finite joint positions')
-        self._publish_predicted(pred, tick_ns)
         # Latency compensation (the command starts on arrival, stamp 0): see retime_window.
         elapsed_ns = self._now_ns() - tick_ns
         first, times_ns = retime_window(
@@ -536,6 +535,7 @@ class PolicyNode(Node):
         if self._command_pub is not None:
             self._command_pub.publish(msg)
         latency_s = (self._now_ns() - tick_ns) * 1e-9
+        self._publish_predicted(pred, tick_ns)  # for plotting: after the command, off its path
         with self._lock:
             self._latencies_s.append(latency_s)
             self._plans += 1
