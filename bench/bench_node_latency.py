@@ -282,7 +282,7 @@ def main() -> None:
         )
         for line in child.stdout.splitlines():
             if line.startswith('RESULT '):
-                res = json.loads(line[len('RESULT ') :])
+                res = json.loads(line.removeprefix('RESULT '))
                 print(json.dumps({'transport': transport, **res}), flush=True)
                 rows.append((transport, res))
     device = args.device
