@@ -175,7 +175,7 @@ class TransformerJointGripperNoDQ(nn.Module):
         self, tokens: torch.Tensor, pred_horizon: int, q_last: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Predict ``[B,T,7]`` from tokens ``[B,K,D]`` (see :meth:`decode_with_goal`)."""
-        return self.decode_with_goal(tokens, pred_horizon, q_last)[0]
+        return self._decode(tokens, pred_horizon, q_last)[0]
 
     def decode_with_goal(
         self, tokens: torch.Tensor, pred_horizon: int, q_last: torch.Tensor | None = None
@@ -191,6 +191,14 @@ class TransformerJointGripperNoDQ(nn.Module):
         :return: pred_joint [B,T,7] in [-1, 1], and the goal prediction [B,3] (None without
             ``cfg.goal_head``).
         """
+        pred, memory = self._decode(tokens, pred_horizon, q_last)
+        goal = self.goal_head(memory[:, -1]) if self.goal_head is not None else None  # [B,3]
+        return pred, goal
+
+    def _decode(
+        self, tokens: torch.Tensor, pred_horizon: int, q_last: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return pred_joint [B,T,7] and the encoder memory [B,K,D] (the goal head's input)."""
         if not 1 <= pred_horizon <= self.cfg.max_pred_horizon:
             raise ValueError(f'pred_horizon {pred_horizon} outside 1..{self.cfg.max_pred_horizon}')
         b = tokens.shape[0]
@@ -202,8 +210,7 @@ class TransformerJointGripperNoDQ(nn.Module):
             if q_last is None:
                 raise ValueError('a residual model needs q_last, the newest joint positions')
             out = out + torch.atanh(q_last.clamp(-0.999, 0.999))[:, None]  # + [B,1,7]
-        goal = self.goal_head(memory[:, -1]) if self.goal_head is not None else None  # [B,3]
-        return torch.tanh(out), goal  # [B,T,7]
+        return torch.tanh(out), memory  # [B,T,7], [B,K,D]
 
     def forward(
         self,

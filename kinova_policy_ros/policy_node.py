@@ -445,9 +445,8 @@ class PolicyNode(Node):
 
     def _control_loop(self) -> None:
         """Run control steps when woken, until :meth:`stop_control_thread`."""
-        while not self._stopping:
-            if not self._wake.wait(timeout=0.1):
-                continue
+        while True:
+            self._wake.wait()  # stop_control_thread() sets it too
             self._wake.clear()
             if self._stopping:
                 break

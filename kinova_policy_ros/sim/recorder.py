@@ -189,8 +189,9 @@ def write_expert_episode(
             if drawn is not None and pause_ns is not None and now >= pause_ns:
                 pause_ns = None
                 resume_ns = now + round(drawn.pause_s * 1e9)
-                send(stop_plan(sim.joint_positions(), sim.joint_velocities(), drawn.pause_s))
-                remaining = round((drawn.pause_s + settle_time) / control_dt) + 1
+                remaining = send(
+                    stop_plan(sim.joint_positions(), sim.joint_velocities(), drawn.pause_s)
+                )
             elif resume_ns is not None and now >= resume_ns:
                 resume_ns = None
                 remaining = send(plan_reach(sim.joint_positions(), spec.target, expert))
