@@ -1,12 +1,13 @@
 """
 Conversion of one rosbag2 recording to npz episodes (the engine behind ``bag_to_npz``).
 
-One streaming pass over the bag: RGB frames are decoded straight into a preallocated output
-array (its pages are only touched as frames arrive), each depth frame is decoded once and copied
-into the RGB slots it is nearest to, joint states / TF / CameraInfo are collected (they are
-small). At the end the frames without a matching depth or joint state are dropped in place, the
-episode is split into segments if asked, and every segment is validated and written atomically
-with its JSON report.
+One streaming pass over the bag (:class:`~kinova_policy_ros.bag_collect.FrameCollector`): RGB
+and depth frames are decoded straight into preallocated output arrays, and for one uncompressed
+output file they are written into it while the bag is still being read; joint states / TF /
+CameraInfo are collected (they are small). At the end the frames without a matching depth or
+joint state are dropped in place (the streamed file is then discarded and the kept frames are
+written the ordinary way), the episode is split into segments if asked, and every segment is
+validated and written atomically with its JSON report.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from pathlib import Path
 import re
 from typing import Any
 
-import cv2
-from kinova_policy_ros import __version__, image_codec
+from kinova_policy_ros import __version__
 from kinova_policy_ros import kinematics as kin
-from kinova_policy_ros.bag_reader import BagSource, header_stamp_ns, resolve_bag_path
-from kinova_policy_ros.bag_sync import JointTrack, rebase_continuous, split_segments, TfBuffer
-from kinova_policy_ros.errors import BagError, DecodeError
+from kinova_policy_ros.bag_collect import FrameCollector
+from kinova_policy_ros.bag_reader import BagSource, resolve_bag_path
+from kinova_policy_ros.bag_sync import rebase_continuous, split_segments
+from kinova_policy_ros.errors import BagError
 from kinova_policy_ros.schema import atomic_write, Episode, save_episode
 import numpy as np
 from tqdm import tqdm
@@ -85,139 +86,7 @@ def _existing_outputs(out_dir: Path, stem: str) -> list[Path]:
     return sorted(p for p in out_dir.iterdir() if pattern.fullmatch(p.name))
 
 
-def _resize(img: np.ndarray, hw: tuple[int, int], nearest: bool) -> np.ndarray:
-    h, w = hw
-    if img.shape[:2] == (h, w):
-        return img
-    if nearest:
-        mode = cv2.INTER_NEAREST
-    else:
-        mode = cv2.INTER_AREA if h < img.shape[0] and w < img.shape[1] else cv2.INTER_LINEAR
-    return cv2.resize(img, (w, h), interpolation=mode)
-
-
-class _Collector:
-    """State of one streaming pass: output frames, depth matching, joints, TF, CameraInfo."""
-
-    def __init__(self, bag: str, opts: ConvertOptions, rgb_capacity: int) -> None:
-        self.bag, self.opts, self.capacity = bag, opts, rgb_capacity
-        self.rgb: np.ndarray | None = None
-        self.depth: np.ndarray | None = None
-        self.hw: tuple[int, int] | None = None
-        self.native_hw: tuple[int, int] | None = None
-        self.depth_native_hw: tuple[int, int] | None = None
-        self.stamps: list[int] = []
-        self.depth_dt = np.zeros(0)
-        self.pending: list[int] = []
-        self.last_depth: np.ndarray | None = None
-        self.last_depth_stamp: int | None = None
-        self.depth_count = 0
-        self.encodings: dict[str, str] = {}
-        self.stamp_fallbacks = {'rgb': 0, 'depth': 0, 'joint_states': 0}
-        self.duplicates = 0
-        self.joints = JointTrack(
-            tuple(opts.joint_names), where=f'{bag}: topic {opts.joint_states_topic!r}'
-        )
-        self.tf = TfBuffer()
-        self.camera_info: Any = None
-        self._last_stamp: dict[str, int] = {}
-
-    def stamp(self, msg: Any, bag_ns: int, key: str, topic: str) -> int:
-        stamp = bag_ns
-        if self.opts.stamp == 'header':
-            stamp = header_stamp_ns(msg)
-            if stamp == 0:
-                stamp = bag_ns
-                self.stamp_fallbacks[key] += 1
-        prev = self._last_stamp.get(key)
-        if prev is not None and stamp < prev:
-            raise BagError(
-                f'{self.bag}: topic {topic!r}: stamps are not monotonic '
-                f'({prev} ns then {stamp} ns); try --stamp bag'
-            )
-        self._last_stamp[key] = stamp
-        return stamp
-
-    def _decode(self, msg: Any, topic: str, index: int, depth: bool) -> np.ndarray:
-        try:
-            if depth:
-                return image_codec.decode_depth_message(msg)
-            return image_codec.decode_rgb_message(msg)
-        except DecodeError as err:
-            raise BagError(f'{self.bag}: topic {topic!r} message {index}: {err}') from err
-
-    def add_rgb(self, msg: Any, bag_ns: int) -> None:
-        topic = self.opts.rgb_topic
-        stamp = self.stamp(msg, bag_ns, 'rgb', topic)
-        if self.stamps and stamp == self.stamps[-1]:
-            self.duplicates += 1
-            return
-        self.encodings.setdefault('rgb', str(getattr(msg, 'encoding', getattr(msg, 'format', ''))))
-        img = self._decode(msg, topic, len(self.stamps) + self.duplicates, depth=False)
-        if self.rgb is None:
-            self.native_hw = (img.shape[0], img.shape[1])
-            self.hw = self.opts.resize or self.native_hw
-            self.rgb = np.empty((self.capacity, *self.hw, 3), np.uint8)
-            self.depth = np.empty((self.capacity, *self.hw), np.float32)
-            self.depth_dt = np.full(self.capacity, np.inf)
-        elif img.shape[:2] != self.native_hw:
-            raise BagError(
-                f'{self.bag}: topic {topic!r}: image size changed from {self.native_hw} to '
-                f'{img.shape[:2]} at message {len(self.stamps)}'
-            )
-        i = len(self.stamps)
-        if i >= self.capacity:
-            raise BagError(f'{self.bag}: topic {topic!r}: more messages than the bag index says')
-        assert self.hw is not None and self.rgb is not None
-        self.rgb[i] = _resize(img, self.hw, nearest=False)
-        self.stamps.append(stamp)
-        if self.last_depth_stamp is not None:
-            self._assign(i, self.last_depth, self.last_depth_stamp)
-        self.pending.append(i)
-
-    def _assign(self, i: int, depth: np.ndarray | None, depth_stamp: int) -> None:
-        dt = abs(depth_stamp - self.stamps[i]) * 1e-9
-        if depth is None or dt >= self.depth_dt[i]:
-            return
-        assert self.hw is not None and self.depth is not None
-        self.depth[i] = _resize(depth, self.hw, nearest=True)
-        self.depth_dt[i] = dt
-
-    def add_depth(self, msg: Any, bag_ns: int) -> None:
-        topic = self.opts.depth_topic
-        stamp = self.stamp(msg, bag_ns, 'depth', topic)
-        self.encodings.setdefault(
-            'depth', str(getattr(msg, 'encoding', getattr(msg, 'format', '')))
-        )
-        depth = self._decode(msg, topic, self.depth_count, depth=True)
-        self.depth_count += 1
-        self.depth_native_hw = (depth.shape[0], depth.shape[1])
-        still: list[int] = []
-        for i in self.pending:
-            self._assign(i, depth, stamp)
-            if stamp < self.stamps[i]:
-                still.append(i)  # a later depth frame may be nearer
-        self.pending = still
-        self.last_depth, self.last_depth_stamp = depth, stamp
-
-    def add_joint_state(self, msg: Any, bag_ns: int) -> None:
-        stamp = self.stamp(msg, bag_ns, 'joint_states', self.opts.joint_states_topic)
-        self.joints.add(stamp, msg.name, msg.position, msg.velocity)
-
-    def add_tf(self, msg: Any, static: bool) -> None:
-        for tr in msg.transforms:
-            t, r = tr.transform.translation, tr.transform.rotation
-            self.tf.add(
-                tr.header.frame_id,
-                tr.child_frame_id,
-                int(tr.header.stamp.sec) * 1_000_000_000 + int(tr.header.stamp.nanosec),
-                (float(t.x), float(t.y), float(t.z)),
-                (float(r.x), float(r.y), float(r.z), float(r.w)),
-                static=static,
-            )
-
-
-def _camera(col: _Collector, opts: ConvertOptions) -> tuple[np.ndarray, np.ndarray, dict]:
+def _camera(col: FrameCollector, opts: ConvertOptions) -> tuple[np.ndarray, np.ndarray, dict]:
     assert col.hw is not None and col.native_hw is not None
     h, w = col.hw
     info = col.camera_info
@@ -282,7 +151,10 @@ def convert_bag(
         if info_t is not None:
             read.append(info_t.name)
         info_name = None if info_t is None else info_t.name
-        col = _Collector(bag_s, opts, rgb_t.count)
+        single = opts.split_on_gap_s is None and not opts.compress
+        col = FrameCollector(
+            bag_s, opts, rgb_t.count, output_paths(out, stem, None)[0] if single else None
+        )
         total = sum(topics[t].count for t in read)
         with tqdm(
             total=total,
@@ -293,27 +165,48 @@ def convert_bag(
             disable=not opts.progress,
             mininterval=0.5,
         ) as bar:
-            for conn, bag_ns, raw in src.messages(read):
-                topic = conn.topic
-                if topic == info_name and col.camera_info is not None:
-                    bar.update()
-                    continue
-                msg = src.deserialize(raw, conn)
-                if topic == rgb_t.name:
-                    col.add_rgb(msg, bag_ns)
-                elif topic == depth_t.name:
-                    col.add_depth(msg, bag_ns)
-                elif topic == joint_t.name:
-                    col.add_joint_state(msg, bag_ns)
-                elif topic == opts.tf_topic:
-                    col.add_tf(msg, static=False)
-                elif topic == opts.tf_static_topic:
-                    col.add_tf(msg, static=True)
-                else:
-                    col.camera_info = msg
-                bar.update()
+            try:
+                names = (rgb_t.name, depth_t.name, joint_t.name)
+                _read_messages(src, read, col, bar, info_name, names)
+            except BaseException:
+                col.end_stream(keep=False)
+                raise
         storage = src.storage
-    return _finish(col, bag_s, out, stem, opts, storage, topics_report(topics, read, opts))
+    try:
+        return _finish(col, bag_s, out, stem, opts, storage, topics_report(topics, read, opts))
+    finally:
+        col.end_stream(keep=False)  # deletes the temp file unless _finish saved it
+
+
+def _read_messages(
+    src: BagSource,
+    read: list[str],
+    col: FrameCollector,
+    bar: Any,
+    info_name: str | None,
+    names: tuple[str, str, str],
+) -> None:
+    opts = col.opts
+    rgb_name, depth_name, joint_name = names
+    for conn, bag_ns, raw in src.messages(read):
+        topic = conn.topic
+        if topic == info_name and col.camera_info is not None:
+            bar.update()
+            continue
+        msg = src.deserialize(raw, conn)
+        if topic == rgb_name:
+            col.add_rgb(msg, bag_ns)
+        elif topic == depth_name:
+            col.add_depth(msg, bag_ns)
+        elif topic == joint_name:
+            col.add_joint_state(msg, bag_ns)
+        elif topic == opts.tf_topic:
+            col.add_tf(msg, static=False)
+        elif topic == opts.tf_static_topic:
+            col.add_tf(msg, static=True)
+        else:
+            col.camera_info = msg
+        bar.update()
 
 
 def topics_report(topics: dict[str, Any], read: list[str], opts: ConvertOptions) -> dict:
@@ -350,7 +243,7 @@ def _span(stamps: np.ndarray) -> dict[str, Any]:
 
 
 def _finish(
-    col: _Collector,
+    col: FrameCollector,
     bag: str,
     out: Path,
     stem: str,
@@ -358,6 +251,7 @@ def _finish(
     storage: str,
     topics: dict[str, Any],
 ) -> tuple[list[Path], dict[str, Any]]:
+    col.settle_pending()
     n = len(col.stamps)
     if n == 0 or col.rgb is None or col.depth is None:
         raise BagError(f'{bag}: topic {opts.rgb_topic!r}: no RGB frame could be read')
@@ -382,6 +276,10 @@ def _finish(
         'duplicate_stamp': col.duplicates,
     }
     idx = np.flatnonzero(keep)
+    # the streamed file holds every RGB frame in order: usable when all were kept as one episode
+    whole = len(idx) == col.capacity and opts.split_on_gap_s is None
+
+    stream = col.end_stream(keep=whole)
     for k, i in enumerate(idx):  # compact in place: k <= i, so nothing is read after overwrite
         if k != i:
             col.rgb[k] = col.rgb[i]
@@ -484,7 +382,9 @@ def _finish(
             },
         )
         written.append(
-            save_episode(path, episode, compress=opts.compress, overwrite=opts.overwrite)
+            save_episode(
+                path, episode, compress=opts.compress, overwrite=opts.overwrite, stream=stream
+            )
         )
         _write_json(path.with_suffix('.json'), seg_report, overwrite=opts.overwrite)
     if opts.overwrite:

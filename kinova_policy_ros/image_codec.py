@@ -110,12 +110,15 @@ def _geometry(msg: Any, bytes_per_pixel: int) -> tuple[int, int, int, np.ndarray
     return h, w, step, data
 
 
-def decode_rgb(msg: Any) -> np.ndarray:
+def decode_rgb(msg: Any, out: np.ndarray | None = None) -> np.ndarray:
     """
     Decode a raw ``sensor_msgs/Image`` to a uint8 ``[H, W, 3]`` RGB array (a writable copy).
 
     Encodings rgb8, bgr8, rgba8, bgra8 (alpha dropped) and mono8 (replicated to three channels);
     ``step`` row padding is honoured.
+
+    :param out: decode into this uint8 ``[H, W, 3]`` array (e.g. a slot of a frame buffer)
+        instead of a new one; a size mismatch is a :class:`DecodeError`.
     """
     encoding = str(msg.encoding)
     if encoding not in _COLOR:
@@ -126,7 +129,12 @@ def decode_rgb(msg: Any) -> np.ndarray:
     channels, order = _COLOR[encoding]
     h, w, step, data = _geometry(msg, channels)
     view = np.ndarray((h, w, channels), dtype=np.uint8, buffer=data, strides=(step, channels, 1))
-    out = np.empty((h, w, 3), dtype=np.uint8)
+    if out is None:
+        out = np.empty((h, w, 3), dtype=np.uint8)
+    elif out.shape != (h, w, 3) or out.dtype != np.uint8:
+        raise DecodeError(
+            f'{encoding} image of {h}x{w} cannot be decoded into a {out.dtype} {out.shape} array'
+        )
     if channels == 1:
         out[...] = view
     elif order == (0, 1, 2):
@@ -136,12 +144,15 @@ def decode_rgb(msg: Any) -> np.ndarray:
     return out
 
 
-def decode_depth(msg: Any) -> np.ndarray:
+def decode_depth(msg: Any, out: np.ndarray | None = None) -> np.ndarray:
     """
     Decode a raw depth ``sensor_msgs/Image`` to float32 ``[H, W]`` metres (a writable copy).
 
     16UC1 (and mono16) are millimetres, 32FC1 metres; ``is_bigendian`` and ``step`` are honoured.
     Non-finite, negative and zero readings become 0.
+
+    :param out: decode into this float32 ``[H, W]`` array instead of a new one; a size mismatch
+        is a :class:`DecodeError`.
     """
     encoding = str(msg.encoding)
     if encoding not in _DEPTH:
@@ -155,10 +166,17 @@ def decode_depth(msg: Any) -> np.ndarray:
         dtype = dtype.newbyteorder('>')
     h, w, step, data = _geometry(msg, dtype.itemsize)
     view = np.ndarray((h, w), dtype=dtype, buffer=data, strides=(step, dtype.itemsize))
-    out = view.astype(np.float32)
+    if out is None:
+        out = np.empty((h, w), dtype=np.float32)
+    elif out.shape != (h, w) or out.dtype != np.float32:
+        raise DecodeError(
+            f'{encoding} depth image of {h}x{w} cannot be decoded into a {out.dtype} '
+            f'{out.shape} array'
+        )
     if scale != 1.0:
-        out *= np.float32(scale)
+        np.multiply(view, np.float32(scale), out=out)  # one pass: cast and scale
     else:
+        out[...] = view
         out[~(out > 0) | ~np.isfinite(out)] = 0.0
     return out
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import re
 import subprocess
 import sys
+import zipfile
 
 import cv2
+from helpers import ls
 from kinova_policy_ros import bag_synthetic as syn
 from kinova_policy_ros import image_codec
 from kinova_policy_ros import kinematics as kin
@@ -137,6 +139,54 @@ def test_convert_checks_every_array(
     assert report['depth']['max_offset_s'] == pytest.approx(0.004)
     assert report['time']['rate_hz'] == pytest.approx(30.0)
     assert report['output'] == f'{bag.name}.npz'
+
+
+@pytest.mark.parametrize('depth_offset_s', [0.004, -0.004])
+def test_streamed_npz_equals_ordinary_write(tmp_path: Path, depth_offset_s: float) -> None:
+    # --no-compress streams RGB and depth into the file while the bag is read (decoded straight
+    # into their slots); depth after RGB completes a frame at once, depth before it is a
+    # candidate kept until a later depth frame proves it nearest
+    spec = syn.SynthSpec(rgb_step_pad=3, depth_offset_s=depth_offset_s, storage='mcap')
+    bag = tmp_path / 'b'
+    syn.write_bag(bag, spec)
+    paths = {}
+    for flag in ('--no-compress', '--compress'):
+        out = tmp_path / flag.strip('-')
+        assert _run([str(bag), '--out', str(out), flag]) == 0
+        assert ls(out) == ['b.json', 'b.npz']  # no temp file left behind
+        paths[flag] = out / 'b.npz'
+    with zipfile.ZipFile(paths['--no-compress']) as z:
+        assert z.testzip() is None
+        assert z.namelist()[:2] == ['rgb.npy', 'depth.npy']  # the streamed members come first
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
+    with np.load(paths['--no-compress']) as a, np.load(paths['--compress']) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in b.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    ep = load_episode(paths['--no-compress'])
+    assert ep.num_frames == spec.n_frames
+    for i in range(spec.n_frames):
+        np.testing.assert_array_equal(ep.rgb[i], syn.rgb_frame(i, spec.height, spec.width))
+        want = syn.depth_frame(i, spec.height, spec.width)
+        np.testing.assert_allclose(ep.depth[i], want, atol=1e-6)
+
+
+def test_streamed_conversion_falls_back_when_frames_are_dropped(tmp_path: Path) -> None:
+    spec = syn.SynthSpec(depth_drop=(0, 7))  # frames 0 and 7 have no depth: not every frame kept
+    bag = tmp_path / 'd'
+    syn.write_bag(bag, spec)
+    out = tmp_path / 'out'
+    assert _run([str(bag), '--out', str(out), '--no-compress']) == 0
+    assert ls(out) == ['d.json', 'd.npz']  # the stream's temp file was deleted
+    with zipfile.ZipFile(out / 'd.npz') as z:
+        assert z.testzip() is None and z.namelist()[0] == 'stamp_ns.npy'  # ordinary write
+    ep = load_episode(out / 'd.npz')
+    keep = [i for i in range(spec.n_frames) if i not in (0, 7)]
+    assert ep.num_frames == len(keep)
+    for k, i in enumerate(keep):
+        np.testing.assert_array_equal(ep.rgb[k], syn.rgb_frame(i, spec.height, spec.width))
+        want = syn.depth_frame(i, spec.height, spec.width)
+        np.testing.assert_allclose(ep.depth[k], want, atol=1e-6)
 
 
 def test_rclpy_serialized_joint_states(tmp_path: Path) -> None:
@@ -372,13 +422,14 @@ def _corpus(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     return cases
 
 
-def test_failure_corpus(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize('compress', ['--compress', '--no-compress'])
+def test_failure_corpus(tmp_path: Path, capsys, compress: str) -> None:
     cases = _corpus(tmp_path)
     good = tmp_path / 'good'
     syn.write_bag(good, syn.SynthSpec(n_frames=6))
     for name, (bag, pattern) in cases.items():
         out = tmp_path / f'out_{name}'
-        rc = _run([str(bag), str(good), '--out', str(out)])
+        rc = _run([str(bag), str(good), '--out', str(out), compress])
         err = capsys.readouterr().err
         assert rc == 1, name
         assert re.search(pattern, err), (name, err)

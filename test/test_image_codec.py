@@ -167,6 +167,34 @@ def test_decode_32fc1_invalid_to_zero(bigendian: int) -> None:
     assert np.isfinite(out).all() and out.flags.writeable
 
 
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgra8', 'mono8', '16UC1', '32FC1'])
+def test_decode_into_a_given_array(encoding: str) -> None:
+    # the converter decodes straight into slots of its frame buffer: same values, same array
+    depth = encoding in ('16UC1', '32FC1')
+    if depth:
+        mm = np.array([[0, 1, 1500], [65535, 250, 3]], np.uint16)
+        pixels = mm if encoding == '16UC1' else (mm / 1000.0).astype(np.float32)
+        msg, decode = _raw(encoding, pixels, 2), ic.decode_depth
+        slot = np.full((4, 2, 3), -1.0, np.float32)
+    else:
+        rgb = _rgb()
+        pixels = {'rgb8': rgb, 'bgra8': np.dstack([rgb[..., ::-1], rgb[..., :1]])}.get(
+            encoding, rgb[..., 0]
+        )
+        msg, decode = _raw(encoding, pixels, 3), ic.decode_rgb
+        slot = np.zeros((4, *rgb.shape), np.uint8)
+    want = decode(msg)
+    got = decode(msg, out=slot[1])
+    assert np.shares_memory(got, slot)
+    np.testing.assert_array_equal(slot[1], want)
+    np.testing.assert_array_equal(slot[0], slot[2])  # neighbours untouched
+    with pytest.raises(DecodeError, match=f'{encoding}.*cannot be decoded into'):
+        decode(msg, out=slot[1][:1])
+    wrong_dtype = np.zeros(slot.shape[1:], np.float64 if not depth else np.uint16)
+    with pytest.raises(DecodeError, match='cannot be decoded into'):
+        decode(msg, out=wrong_dtype)
+
+
 def test_encode_depth_round_trips_and_clipping() -> None:
     d = _depth()
     np.testing.assert_allclose(ic.decode_depth(ic.encode_depth(d)), d, atol=1e-6)

@@ -6,7 +6,9 @@ from helpers import episode_arrays, ls
 from kinova_policy_ros.errors import SchemaError
 from kinova_policy_ros.schema import (
     EPISODE_KEYS,
+    FRAME_KEYS,
     load_episode,
+    open_frame_stream,
     save_episode,
     validate_episode,
     validate_files,
@@ -108,3 +110,51 @@ def test_validate_files_reports_every_bad_file(tmp_path: Path):
     assert "bad_q.npz: key 'q': contains NaN or inf" in text
     assert "bad_d.npz: key 'camera_D': missing" in text
     assert 'good.npz' not in text
+
+
+def test_save_episode_through_a_frame_stream(tmp_path: Path) -> None:
+    arrays = episode_arrays()
+    sources = {'rgb': arrays['rgb'].copy(), 'depth': arrays['depth'].copy()}
+    stream = open_frame_stream(tmp_path / 'ep.npz', sources)
+    for i in range(len(arrays['stamp_ns'])):
+        stream.put('rgb', i)
+        stream.put('depth', i)
+    path = save_episode(tmp_path / 'ep.npz', {**arrays, **sources}, compress=False, stream=stream)
+    assert ls(tmp_path) == ['ep.npz']
+    ep = load_episode(path)
+    for key in EPISODE_KEYS:
+        np.testing.assert_array_equal(np.asarray(ep.to_arrays()[key]), np.asarray(arrays[key]))
+
+
+@pytest.mark.parametrize(
+    ('change', 'message'),
+    [
+        ({'compress': True}, 'a frame stream writes uncompressed files only'),
+        ({'drop_last': True}, r"key 'rgb' has shape \(11, 16, 20, 3\), the stream holds"),
+        ({'nan': True}, "key 'depth': contains NaN or inf"),
+        ({'exists': True}, 'exists'),
+    ],
+)
+def test_save_episode_stream_failures_leave_nothing(tmp_path: Path, change, message) -> None:
+    arrays = episode_arrays()
+    sources = {'rgb': arrays['rgb'], 'depth': arrays['depth']}
+    stream = open_frame_stream(tmp_path / 'ep.npz', sources)
+    for i in range(len(arrays['stamp_ns'])):
+        stream.put('rgb', i)
+        stream.put('depth', i)
+    if change.get('exists'):
+        (tmp_path / 'ep.npz').write_bytes(b'old')
+    if change.get('nan'):
+        arrays = {**arrays, 'depth': np.where(arrays['depth'] > 0.8, np.nan, arrays['depth'])}
+    if change.get('drop_last'):
+        arrays = {k: v[:-1] if k in FRAME_KEYS else v for k, v in arrays.items()}
+    with pytest.raises(SchemaError, match=message):
+        save_episode(
+            tmp_path / 'ep.npz', arrays, compress=change.get('compress', False), stream=stream
+        )
+    assert ls(tmp_path) == (['ep.npz'] if change.get('exists') else [])  # temp file deleted
+
+
+def test_open_frame_stream_checks_keys(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match=r"\['images'\] are not per-frame keys"):
+        open_frame_stream(tmp_path / 'ep.npz', {'images': np.zeros((2, 3))})
