@@ -19,7 +19,7 @@ import cv2
 from kinova_policy_ros import image_codec
 from kinova_policy_ros.bag_reader import header_stamp_ns
 from kinova_policy_ros.bag_sync import JointTrack, TfBuffer
-from kinova_policy_ros.errors import BagError, DecodeError
+from kinova_policy_ros.errors import BagError, DecodeError, SchemaError
 from kinova_policy_ros.npz_writer import FrameStream
 from kinova_policy_ros.schema import open_frame_stream
 import numpy as np
@@ -164,7 +164,7 @@ class FrameCollector:
 
     def _added_rgb(self, i: int, stamp: int) -> None:
         if self.stream is not None:
-            self.stream.put('rgb', i)
+            self._put('rgb', i)
         self.stamps.append(stamp)
         if self.last_depth_stamp is not None:
             self._assign(i, self.last_depth, self.last_depth_stamp)
@@ -185,7 +185,14 @@ class FrameCollector:
             assert self.hw is not None and self.depth is not None
             self.depth[i] = _resize(depth, self.hw, nearest=True)
         if self.stream is not None:
-            self.stream.put('depth', i)
+            self._put('depth', i)
+
+    def _put(self, key: str, i: int) -> None:
+        assert self.stream is not None
+        try:
+            self.stream.put(key, i)
+        except OSError as err:  # the writer thread failed (e.g. disk full)
+            raise SchemaError(f'{self.stream_to}: cannot write episode: {err}') from err
 
     def settle_pending(self) -> None:
         """End of the bag: the depth of every frame still pending is final."""

@@ -40,6 +40,10 @@ class DataConfig:
     """How episodes become samples (SPEC §4)."""
 
     resize_hw: tuple[int, int] = (96, 128)
+    # Region of the camera image the model sees, before the resize: (top, left, height, width)
+    # as fractions of the image, so it holds at any camera resolution; null = the whole image.
+    # With a fixed camera, cropping to the workspace gives the model more pixels per cm.
+    crop: tuple[float, float, float, float] | None = None
     max_depth_m: float = 2.0
     normalize_depth01: bool = True
     max_episode_length: int | None = None
@@ -56,6 +60,27 @@ class DataConfig:
             self.resize_hw,
             'must be [H, W] with H, W >= 8',
         )
+        if self.crop is not None:
+            crop = tuple(float(v) for v in self.crop)
+            self.crop = crop  # type: ignore[assignment]
+            ok = len(crop) == 4
+            if ok:
+                top, left, height, width = crop
+                ok = (
+                    0.0 <= top < 1.0
+                    and 0.0 <= left < 1.0
+                    and height > 0.0
+                    and width > 0.0
+                    and top + height <= 1.0 + 1e-9
+                    and left + width <= 1.0 + 1e-9
+                )
+            _require(
+                ok,
+                'data.crop',
+                self.crop,
+                'must be null or [top, left, height, width], fractions of the image with '
+                'top + height <= 1 and left + width <= 1',
+            )
         _require(self.max_depth_m > 0, 'data.max_depth_m', self.max_depth_m, 'must be > 0')
         _require(
             self.max_episode_length is None or self.max_episode_length >= 1,

@@ -84,7 +84,12 @@ class CachedEpisode:
         return int(self.q.shape[0])
 
 
-def _build_cache(src: Path, dst: Path, resize_hw: tuple[int, int]) -> None:
+def _build_cache(
+    src: Path,
+    dst: Path,
+    resize_hw: tuple[int, int],
+    crop: tuple[float, float, float, float] | None = None,
+) -> None:
     """Validate ``src`` and write its resized arrays into the cache folder ``dst`` atomically."""
     arrays = read_arrays(src)
     check_episode(arrays, str(src))
@@ -98,7 +103,7 @@ def _build_cache(src: Path, dst: Path, resize_hw: tuple[int, int]) -> None:
         for s in range(0, n, _CHUNK):
             e = min(n, s + _CHUNK)
             rgb[s:e], depth[s:e] = resize_frames(
-                arrays['rgb'][s:e], arrays['depth'][s:e], resize_hw
+                arrays['rgb'][s:e], arrays['depth'][s:e], resize_hw, crop
             )
         rgb.flush()
         depth.flush()
@@ -112,6 +117,7 @@ def _build_cache(src: Path, dst: Path, resize_hw: tuple[int, int]) -> None:
             'source': src.name,
             'joint_names': [str(s) for s in arrays['joint_names']],
             'resize_hw': [h, w],
+            'crop': None if crop is None else list(crop),
             'num_frames': int(n),
         }
         (tmp / 'meta.json').write_text(json.dumps(meta))
@@ -127,14 +133,18 @@ def _build_cache(src: Path, dst: Path, resize_hw: tuple[int, int]) -> None:
 
 
 def open_cached_episode(
-    path: Path, resize_hw: tuple[int, int], cache_dir: Path | None = None
+    path: Path,
+    resize_hw: tuple[int, int],
+    cache_dir: Path | None = None,
+    crop: tuple[float, float, float, float] | None = None,
 ) -> CachedEpisode:
     """Return the cached episode for ``path``, building the cache entry on first use."""
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    key = f'{file_digest(path)}_{resize_hw[0]}x{resize_hw[1]}_v{CACHE_VERSION}'
+    crop_key = '' if crop is None else '_crop' + '-'.join(f'{v:.4f}' for v in crop)
+    key = f'{file_digest(path)}_{resize_hw[0]}x{resize_hw[1]}{crop_key}_v{CACHE_VERSION}'
     entry = cache_dir / key
     if not (entry / 'meta.json').exists():
-        _build_cache(path, entry, resize_hw)
+        _build_cache(path, entry, resize_hw, crop)
     meta = json.loads((entry / 'meta.json').read_text())
     return CachedEpisode(
         source=path,
@@ -182,10 +192,12 @@ class KinovaJointDataset(torch.utils.data.Dataset):
         stats: JointStats | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         with_goal: bool = False,
+        crop: tuple[float, float, float, float] | None = None,
     ) -> None:
         self.with_goal = with_goal
         self.cfg = DataConfig(
             resize_hw=tuple(resize_hw),  # type: ignore[arg-type]
+            crop=crop,
             max_depth_m=max_depth_m,
             normalize_depth01=normalize_depth01,
             max_episode_length=max_episode_length,
@@ -217,7 +229,11 @@ class KinovaJointDataset(torch.utils.data.Dataset):
             eps, problems = [], []
             for f in self.files:
                 try:
-                    eps.append(open_cached_episode(f, self.cfg.resize_hw, self.cache_dir))
+                    eps.append(
+                        open_cached_episode(
+                            f, self.cfg.resize_hw, self.cache_dir, self.cfg.crop
+                        )
+                    )
                 except SchemaError as err:
                     problems.append(str(err))
             if problems:
@@ -350,4 +366,5 @@ class KinovaJointDataset(torch.utils.data.Dataset):
             stats=stats,
             cache_dir=cache_dir,
             with_goal=with_goal,
+            crop=cfg.crop,
         )

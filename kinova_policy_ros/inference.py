@@ -119,6 +119,7 @@ class PolicyRunner:
             data.resize_hw,
             data.max_depth_m,
             data.normalize_depth01,
+            data.crop,
         )  # [1,3,h,w], [1,1,h,w]
         q_t = torch.from_numpy(self._q_norm.normalize(q))[None]  # [1,7]
         return rgb_t.to(self.device), depth_t.to(self.device), q_t.to(self.device)

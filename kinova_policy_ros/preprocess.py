@@ -3,8 +3,9 @@ The one preprocessing path shared by training (dataset) and the robot (online ru
 
 Frames go through two stages so the dataset can cache the expensive one:
 
-1. :func:`resize_frames` — decode-size images to the model size: RGB stays uint8 (rounded),
-   depth stays float32 metres. The dataset caches this stage on disk.
+1. :func:`resize_frames` — decode-size images (optionally cropped to ``data.crop``) to the
+   model size: RGB stays uint8 (rounded), depth stays float32 metres. The dataset caches this
+   stage on disk.
 2. :func:`frames_to_tensors` — RGB to float32 [0, 1] channel-first, depth clipped to
    ``max_depth_m`` and scaled to [0, 1] (``normalize_depth01``), channel-first.
 
@@ -26,15 +27,36 @@ import torch.nn.functional as F
 CONSTANT_RANGE_EPS = 1e-6
 
 
+def crop_box(
+    image_hw: tuple[int, int], crop: tuple[float, float, float, float]
+) -> tuple[int, int, int, int]:
+    """
+    Return the pixel box ``(top, left, height, width)`` of the fractional ``crop`` in an image.
+
+    Edges are rounded to the nearest pixel; the box is at least one pixel and inside the image.
+    """
+    h, w = int(image_hw[0]), int(image_hw[1])
+    top, left, ch, cw = crop
+    y0, x0 = min(round(top * h), h - 1), min(round(left * w), w - 1)
+    y1 = min(max(round((top + ch) * h), y0 + 1), h)
+    x1 = min(max(round((left + cw) * w), x0 + 1), w)
+    return y0, x0, y1 - y0, x1 - x0
+
+
 def resize_frames(
-    rgb: np.ndarray, depth: np.ndarray, resize_hw: tuple[int, int]
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    resize_hw: tuple[int, int],
+    crop: tuple[float, float, float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """
-    Resize a stack of frames to the model size (stage 1).
+    Crop and resize a stack of frames to the model size (stage 1).
 
     :param rgb: uint8 [N, H, W, 3] RGB.
     :param depth: float32 [N, H, W] metres (0 = invalid).
     :param resize_hw: (h, w) of the model input.
+    :param crop: ``data.crop`` -- (top, left, height, width) fractions of the image kept before
+        the resize (:func:`crop_box`); None keeps the whole image.
     :return: uint8 [N, 3, h, w] and float32 [N, 1, h, w] metres, channel-first, C-contiguous.
     """
     if rgb.ndim != 4 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
@@ -43,6 +65,9 @@ def resize_frames(
         raise ValueError(
             f'depth: expected [N,H,W] matching rgb {list(rgb.shape[:3])}, got {list(depth.shape)}'
         )
+    if crop is not None:
+        y, x, ch, cw = crop_box(rgb.shape[1:3], crop)
+        rgb, depth = rgb[:, y:y + ch, x:x + cw], depth[:, y:y + ch, x:x + cw]
     h, w = int(resize_hw[0]), int(resize_hw[1])
     rgb_t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2)  # [N,3,H,W] uint8
     depth_t = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[:, None]  # [N,1,H,W]
@@ -90,9 +115,10 @@ def preprocess_frames(
     resize_hw: tuple[int, int],
     max_depth_m: float,
     normalize_depth01: bool,
+    crop: tuple[float, float, float, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Both stages: uint8 [N,H,W,3] + metres [N,H,W] -> float32 [N,3,h,w], [N,1,h,w]."""
-    rgb_r, depth_r = resize_frames(rgb, depth, resize_hw)
+    rgb_r, depth_r = resize_frames(rgb, depth, resize_hw, crop)
     return frames_to_tensors(rgb_r, depth_r, max_depth_m, normalize_depth01)
 
 

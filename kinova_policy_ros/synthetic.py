@@ -108,6 +108,7 @@ def make_random_checkpoint(
     action_horizon: int = 6,
     joint_names: Sequence[str] = DEFAULT_JOINT_NAMES,
     q_range: tuple[np.ndarray, np.ndarray] | None = None,
+    crop: tuple[float, float, float, float] | None = None,
     **model_overrides: object,
 ) -> Path:
     """
@@ -120,6 +121,7 @@ def make_random_checkpoint(
     mcfg = ModelConfig(**model_overrides)  # type: ignore[arg-type]
     dcfg = DataConfig(
         resize_hw=image_hw,
+        crop=crop,
         obs_horizon=obs_horizon,
         pred_horizon=pred_horizon,
         action_horizon=action_horizon,

@@ -189,6 +189,24 @@ def test_streamed_conversion_falls_back_when_frames_are_dropped(tmp_path: Path) 
         np.testing.assert_allclose(ep.depth[k], want, atol=1e-6)
 
 
+def test_write_failure_while_streaming_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    from kinova_policy_ros import npz_writer
+
+    bag = tmp_path / 'full_disk'
+    syn.write_bag(bag, syn.SynthSpec(n_frames=12))
+
+    def no_space(fd: int, data: object, offset: int) -> int:
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(npz_writer.os, 'pwrite', no_space)
+    opts = load_options(None, compress=False, progress=False)
+    (result,) = convert_bags([bag], tmp_path / 'out', opts)
+    assert not result.ok
+    pattern = r'full_disk\.npz: cannot write episode: .*No space left on device'
+    assert re.search(pattern, result.error), result.error
+    assert ls(tmp_path / 'out') == []  # neither the npz, its temp file nor the report
+
+
 def test_rclpy_serialized_joint_states(tmp_path: Path) -> None:
     rclpy_ser = pytest.importorskip('rclpy.serialization')
     msgs = pytest.importorskip('sensor_msgs.msg')

@@ -40,6 +40,7 @@ def test_overrides_are_parsed_as_yaml():
     )
     assert cfg.train.num_steps == 20
     assert cfg.data.resize_hw == (96, 128)
+    assert cfg.data.crop is None
     assert cfg.train.ema.use_ema_warmup is False
     assert cfg.train.lr == pytest.approx(1e-3)
     assert cfg.model.conv_channels == (8, 16)
@@ -55,6 +56,9 @@ def test_overrides_are_parsed_as_yaml():
         ('train.lr_scheduler=exponential', r"train.lr_scheduler: must be one of .*'exponential'"),
         ('data.resize_hw=[96]', r'data.resize_hw: expected 2 values'),
         ('data.action_horizon=13', r'data.action_horizon: must be in 1..pred_horizon \(12\)'),
+        ('data.crop=[0.5,0.5,0.6,0.2]', r'data.crop: must be null or \[top, left, height, w'),
+        ('data.crop=[0.1,0.1,0.5]', r'data.crop: expected 4 values, got \[0.1, 0.1, 0.5\]'),
+        ('data.crop=[0,0,0,1]', r'data.crop: must be null'),
         ('model.nhead=3', r'model.d_model: must be divisible by model.nhead \(3\)'),
         ('model.image_pool=max', r"model.image_pool: .*'max'"),
         ('model.conv_norm=batch', r"model.conv_norm: .*'batch'"),

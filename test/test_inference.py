@@ -77,6 +77,34 @@ def test_residual_checkpoint_runs_like_the_model(setup, tmp_path: Path):
     np.testing.assert_allclose(runner.predict(), info.stats.q.denormalize(ref.numpy()), atol=1e-5)
 
 
+def test_cropped_checkpoint_sees_the_same_crop_as_its_dataset(setup, tmp_path: Path):
+    # data.crop travels with the checkpoint: the runner crops camera frames exactly like the
+    # dataset cache did for training
+    _, ds0, arrays = setup
+    crop = (0.2, 0.25, 0.6, 0.5)
+    ds = KinovaJointDataset(
+        ds0.files, resize_hw=(12, 16), crop=crop, stats=ds0.stats, cache_dir=tmp_path / 'c'
+    )
+    ckpt = make_random_checkpoint(
+        tmp_path / 'crop', image_hw=(12, 16), crop=crop, q_range=(ds.stats.q_min, ds.stats.q_max),
+        d_model=32, dim_feedforward=64,
+    )
+    runner = PolicyRunner.from_checkpoint(ckpt)
+    assert runner.info.data.crop == crop
+    model, info = load_checkpoint(ckpt)
+    for t in range(9):
+        runner.push_observation(arrays['rgb'][t], arrays['depth'][t], arrays['q'][t])
+    item = ds[8]
+    with torch.no_grad():
+        ref = model(item['rgb'][None], item['depth'][None], item['q'][None], 12)[0]
+    np.testing.assert_allclose(runner.predict(), info.stats.q.denormalize(ref.numpy()), atol=1e-5)
+    # and the crop matters: the uncropped frames give other model inputs
+    full = KinovaJointDataset(
+        ds0.files, resize_hw=(12, 16), stats=ds0.stats, cache_dir=tmp_path / 'c'
+    )
+    assert not torch.allclose(full[8]['rgb'], item['rgb'])
+
+
 def test_cached_and_full_window_agree_and_reset(setup):
     ckpt, _, arrays = setup
     a = PolicyRunner.from_checkpoint(ckpt, use_cache=True)

@@ -2,6 +2,7 @@
 
 from kinova_policy_ros.errors import CheckpointError
 from kinova_policy_ros.preprocess import (
+    crop_box,
     frames_to_tensors,
     JointNormalizer,
     JointStats,
@@ -33,6 +34,25 @@ def test_same_size_keeps_pixels_and_channel_order():
     r, d = preprocess_frames(rgb, depth, (4, 5), max_depth_m=2.0, normalize_depth01=True)
     np.testing.assert_allclose(r[0, :, 1, 2].numpy(), np.array([10, 20, 30]) / 255.0)
     np.testing.assert_allclose(d.numpy(), 0.5)
+
+
+def test_crop_keeps_the_fraction_of_the_image_at_any_resolution():
+    assert crop_box((96, 128), (0.375, 0.297, 0.5, 0.5)) == (36, 38, 48, 64)
+    assert crop_box((480, 640), (0.375, 0.297, 0.5, 0.5)) == (180, 190, 240, 320)
+    assert crop_box((4, 4), (0.9, 0.9, 0.1, 0.1)) == (3, 3, 1, 1)  # at least one pixel, inside
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (2, 40, 60, 3), dtype=np.uint8)
+    depth = rng.uniform(0, 3, (2, 40, 60)).astype(np.float32)
+    crop = (0.25, 0.5, 0.5, 0.25)  # rows 10..30, columns 30..45
+    r, d = resize_frames(rgb, depth, (10, 15), crop)
+    r_ref, d_ref = resize_frames(rgb[:, 10:30, 30:45], depth[:, 10:30, 30:45], (10, 15))
+    np.testing.assert_array_equal(r, r_ref)
+    np.testing.assert_array_equal(d, d_ref)
+    same, _ = resize_frames(rgb, depth, (20, 15), crop)  # crop of the model size: pixels as-is
+    np.testing.assert_array_equal(same, rgb[:, 10:30, 30:45].transpose(0, 3, 1, 2))
+    full, _ = preprocess_frames(rgb, depth, (10, 15), 2.0, True)
+    cropped, _ = preprocess_frames(rgb, depth, (10, 15), 2.0, True, crop)
+    assert not torch.equal(full, cropped)
 
 
 def test_two_stages_equal_one_call_and_batch_equals_single():
