@@ -276,10 +276,9 @@ def _finish(
         'duplicate_stamp': col.duplicates,
     }
     idx = np.flatnonzero(keep)
-    # the streamed file holds every RGB frame in order: usable when all were kept as one episode
-    whole = len(idx) == col.capacity and opts.split_on_gap_s is None
-
-    stream = col.end_stream(keep=whole)
+    # the streamed file (one only without split_on_gap_s) holds every RGB frame in order: it is
+    # the output when all of them were kept
+    stream = col.end_stream(keep=len(idx) == col.capacity)
     for k, i in enumerate(idx):  # compact in place: k <= i, so nothing is read after overwrite
         if k != i:
             col.rgb[k] = col.rgb[i]

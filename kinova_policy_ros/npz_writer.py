@@ -49,6 +49,7 @@ _VERSION = 45  # 4.5: Zip64
 _FFFF32 = 0xFFFFFFFF
 _ZIP64_EXTRA_ID = 0x0001
 _STORED = 0
+_LOCAL_CRC_OFFSET = 14  # the CRC-32 field of a local file header, patched after the data
 # below this many bytes a second thread costs more than it saves
 _PARALLEL_CRC_MIN = 1 << 20
 
@@ -190,7 +191,7 @@ def write_npz(
                 f.write(head)
                 f.write(data)
             end = f.tell()
-            f.seek(offset + 14)  # the CRC-32 field of the local header
+            f.seek(offset + _LOCAL_CRC_OFFSET)
             f.write(struct.pack('<I', crc))
             f.seek(end)
             entries.append((name, crc, size, offset))
@@ -264,7 +265,6 @@ class FrameStream:
         self._end = offset
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
-        self._written = 0  # frames written, all members
         self._thread = threading.Thread(target=self._run, name='npz-frames', daemon=True)
         self._thread.start()
 
@@ -276,10 +276,6 @@ class FrameStream:
     def shape(self, key: str) -> tuple[int, ...]:
         """Shape of the member ``key``."""
         return tuple(self._members[key]['source'].shape)
-
-    def queued(self, key: str) -> int:
-        """Frames of ``key`` put so far."""
-        return int(self._members[key]['next'])
 
     def _run(self) -> None:
         # Everything queued so far is taken at once and each run of consecutive frames of a
@@ -307,7 +303,6 @@ class FrameStream:
                     while view.nbytes:
                         n = os.pwrite(self._fd, view, pos)
                         view, pos = view[n:], pos + n
-                self._written += len(batch)
             except BaseException as err:  # reported to the producer thread
                 self._error = err
 
@@ -335,15 +330,16 @@ class FrameStream:
     def finish(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Wait for the frames, then append ``arrays`` (the other members) and the directory."""
         self.wait()
+        # without a writer error, every frame put was written
         short = {k: m['next'] for k, m in self._members.items() if m['next'] != self.capacity}
-        if short or self._written != self.capacity * len(self._members):
+        if short:
             raise ValueError(
-                f'{self.path}: frames put {short}, written {self._written}; expected '
-                f'{self.capacity} of each of {list(self._members)}'
+                f'{self.path}: frames put {short}; expected {self.capacity} of each of '
+                f'{list(self._members)}'
             )
         entries = []
         for m in self._members.values():
-            os.pwrite(self._fd, struct.pack('<I', m['crc']), m['offset'] + 14)
+            os.pwrite(self._fd, struct.pack('<I', m['crc']), m['offset'] + _LOCAL_CRC_OFFSET)
             entries.append((m['name'], m['crc'], m['size'], m['offset']))
         with os.fdopen(self._fd, 'wb', closefd=True) as f:
             self._fd = -1

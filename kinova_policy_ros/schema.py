@@ -255,6 +255,11 @@ def _temp_path(path: Path) -> Path:
     return path.parent / f'.{path.name}.{secrets.token_hex(8)}.tmp'
 
 
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if not overwrite and path.exists():
+        raise SchemaError(f'{path}: exists (use overwrite to replace it)')
+
+
 def atomic_write(path: str | os.PathLike[str], write: Any, *, overwrite: bool = True) -> Path:
     """
     Write a file atomically: ``write(tmp_path)`` fills a temp file, then it replaces ``path``.
@@ -262,8 +267,7 @@ def atomic_write(path: str | os.PathLike[str], write: Any, *, overwrite: bool = 
     A failure leaves no partial output (the temp file is removed).
     """
     path = Path(path)
-    if not overwrite and path.exists():
-        raise SchemaError(f'{path}: exists (use overwrite to replace it)')
+    _refuse_existing(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(path)
     try:
@@ -334,8 +338,7 @@ def save_episode(
             raise SchemaError(f'{path}: a frame stream writes uncompressed files only')
         stream.wait()  # a writer error is reported before the arrays are checked
         check_episode(arrays, str(path))
-        if not overwrite and target.exists():
-            raise SchemaError(f'{path}: exists (use overwrite to replace it)')
+        _refuse_existing(target, overwrite)
         for key in stream.keys:
             if arrays[key].shape != stream.shape(key):
                 raise SchemaError(
