@@ -48,6 +48,10 @@ class DataConfig:
     normalize_depth01: bool = True
     max_episode_length: int | None = None
     obs_horizon: int = 8
+    # Prepend the episode's first observation to every window, so the model sees 1 + obs_horizon
+    # frames: a view of the scene from before the arm moved (of a target the arm later hides
+    # from the camera, say). At run time it is the first observation after a reset.
+    anchor_frame: bool = False
     pred_horizon: int = 12
     action_horizon: int = 6
     val_fraction: float = 0.1
@@ -89,6 +93,12 @@ class DataConfig:
             'must be null or >= 1',
         )
         _require(self.obs_horizon >= 1, 'data.obs_horizon', self.obs_horizon, 'must be >= 1')
+        _require(
+            isinstance(self.anchor_frame, bool),
+            'data.anchor_frame',
+            self.anchor_frame,
+            'must be true or false',
+        )
         _require(self.pred_horizon >= 1, 'data.pred_horizon', self.pred_horizon, 'must be >= 1')
         _require(
             1 <= self.action_horizon <= self.pred_horizon,

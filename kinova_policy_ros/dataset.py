@@ -178,6 +178,8 @@ class KinovaJointDataset(torch.utils.data.Dataset):
     ``len()`` is the total number of frames (after ``max_episode_length``); index ``i`` runs
     episode by episode (files sorted), frame by frame. Items are dicts of float32 tensors:
     ``rgb [K,3,H,W]``, ``depth [K,1,H,W]``, ``q [K,7]``, ``dq [K,7]``, ``gt_joint [T,7]``.
+    K is ``obs_horizon``, or 1 + ``obs_horizon`` with ``anchor_frame`` (the episode's frame 0
+    heads every window).
     """
 
     def __init__(
@@ -193,6 +195,7 @@ class KinovaJointDataset(torch.utils.data.Dataset):
         cache_dir: str | os.PathLike[str] | None = None,
         with_goal: bool = False,
         crop: tuple[float, float, float, float] | None = None,
+        anchor_frame: bool = False,
     ) -> None:
         self.with_goal = with_goal
         self.cfg = DataConfig(
@@ -202,6 +205,7 @@ class KinovaJointDataset(torch.utils.data.Dataset):
             normalize_depth01=normalize_depth01,
             max_episode_length=max_episode_length,
             obs_horizon=obs_horizon,
+            anchor_frame=anchor_frame,
             pred_horizon=pred_horizon,
             action_horizon=min(pred_horizon, 6),
         )
@@ -311,7 +315,9 @@ class KinovaJointDataset(torch.utils.data.Dataset):
         The windows end at frames ``t0 .. t0+S-1`` of the episode of sample ``index`` (``t0`` is
         that sample's frame, moved back so all S fit in the episode when it is long enough);
         they use the L = K+S-1 frames ``t0-K+1 .. t0+S-1`` (edge-padded like single samples).
-        Window ``s`` is frames ``window_index[s]`` and equals sample ``t0+s``.
+        Window ``s`` is frames ``window_index[s]`` and equals sample ``t0+s``. With
+        ``anchor_frame`` the episode's frame 0 is prepended: L = K+S, and every window (K =
+        1 + obs_horizon entries) starts with index 0.
 
         :return: ``rgb [L,3,H,W]``, ``depth [L,1,H,W]``, ``window_index [S,K]`` (int64),
             ``q [S,K,7]``, ``dq [S,K,7]``, ``gt_joint [S,T,7]``.
@@ -323,6 +329,9 @@ class KinovaJointDataset(torch.utils.data.Dataset):
         t0 = max(0, min(t, n - s_n))
         frames = np.clip(np.arange(t0 - k + 1, t0 + s_n), 0, n - 1)  # [L]
         win = np.arange(s_n)[:, None] + np.arange(k)[None, :]  # [S,K] into frames
+        if self.cfg.anchor_frame:  # the episode's first frame heads every window
+            frames = np.concatenate([[0], frames])  # [L] -> [1+L]
+            win = np.concatenate([np.zeros((s_n, 1), np.int64), win + 1], axis=1)  # [S,1+K]
         ends = np.minimum(t0 + np.arange(s_n), n - 1)  # [S] sample frame t of each window
         fut = np.clip(ends[:, None] + 1 + np.arange(horizon)[None, :], 0, n - 1)  # [S,T]
         lo, hi = int(frames[0]), int(frames[-1]) + 1
@@ -367,4 +376,5 @@ class KinovaJointDataset(torch.utils.data.Dataset):
             cache_dir=cache_dir,
             with_goal=with_goal,
             crop=cfg.crop,
+            anchor_frame=cfg.anchor_frame,
         )

@@ -47,6 +47,7 @@ class PolicyRunner:
         self.joint_names: tuple[str, ...] = info.joint_names
         self.dt: float = info.dt
         self.obs_horizon: int = data.obs_horizon
+        self.anchor_frame: bool = data.anchor_frame
         self.pred_horizon: int = data.pred_horizon
         self.action_horizon: int = data.action_horizon
         self.image_hw: tuple[int, int] = data.resize_hw
@@ -57,7 +58,9 @@ class PolicyRunner:
         self._frames: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque(
             maxlen=self.obs_horizon
         )
-        self._first: Any = None  # token (or frame) of the first observation: left padding
+        # token (or frame) of the first observation since the reset: left padding, and the
+        # anchor heading every window with data.anchor_frame
+        self._first: Any = None
         self._q_last = torch.zeros(len(self.joint_names), device=device)
 
     @classmethod
@@ -152,7 +155,7 @@ class PolicyRunner:
         n = self.num_observations
         if n == 0:
             raise RuntimeError('predict() before any push_observation()')
-        pad = self.obs_horizon - n
+        pad = self.obs_horizon - n + self.anchor_frame  # the anchor is one more first frame
         if self.use_cache:
             window = [self._first] * pad + list(self._tokens)
             tokens = torch.stack(window)[None]  # K x [D] -> [1,K,D]

@@ -128,7 +128,7 @@ class TransformerJointGripperNoDQ(nn.Module):
         self.fuse = nn.Sequential(
             nn.Linear(2 * cfg.img_feat_dim + cfg.q_feat_dim, d), nn.ReLU(), nn.Linear(d, d)
         )
-        self.pos_enc = PositionalEncoding(d, max(obs_horizon, cfg.max_pred_horizon, 64))
+        self.pos_enc = PositionalEncoding(d, max(obs_horizon + 1, cfg.max_pred_horizon, 64))
         enc_layer = nn.TransformerEncoderLayer(
             d, cfg.nhead, cfg.dim_feedforward, cfg.dropout, batch_first=True,
             norm_first=cfg.norm_first,
@@ -229,6 +229,9 @@ class TransformerJointGripperNoDQ(nn.Module):
         - ``obs_rgb``: [B,K,3,H,W] in [0, 1]
         - ``obs_depth``: [B,K,1,H,W] in [0, 1] (``normalize_depth01``)
         - ``obs_q``: [B,K,7] in [-1, 1]
+
+        K is ``data.obs_horizon`` frames, oldest first, or 1 + ``data.obs_horizon`` with
+        ``data.anchor_frame`` (then the first is the episode's first frame).
 
         Segment batches (training speed-up, see ``KinovaJointDataset.segment``): with
         ``window_index`` [S,K] the images are G segments of L frames, ``obs_rgb`` [G,L,3,H,W],

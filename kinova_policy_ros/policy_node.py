@@ -283,8 +283,9 @@ class PolicyNode(Node):
         self._control_thread.start()
         self.get_logger().info(
             f'ready: checkpoint {s.checkpoint} on {device}, dt {self.dt:.4f} s, '
-            f'obs/pred/action horizon {r.obs_horizon}/{r.pred_horizon}/{self.action_horizon}, '
-            f'joints {list(self.mapping.command_names)}, rgb {self.rgb_topic}, '
+            f'obs/pred/action horizon {r.obs_horizon}/{r.pred_horizon}/{self.action_horizon}'
+            + (' + the anchor frame, ' if r.anchor_frame else ', ')
+            + f'joints {list(self.mapping.command_names)}, rgb {self.rgb_topic}, '
             f'depth {s.depth_topic}, joints {s.joint_states_topic}, '
             + ('DRY RUN (no commands)' if s.dry_run else f'commands on {s.command_topic}')
             + ('' if self._enabled else ', disabled: call ~/enable to start')
@@ -401,6 +402,9 @@ class PolicyNode(Node):
         with self._lock:
             was = self._enabled
             self._enabled = bool(request.data)
+        if self.runner.anchor_frame and request.data and not was:
+            # the anchor frame must show the scene the commands act on, not the one at start-up
+            self._request_reset()
         response.success = True
         response.message = 'enabled' if request.data else 'disabled'
         if was != bool(request.data):
@@ -408,11 +412,19 @@ class PolicyNode(Node):
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Any:
-        with self._lock:
-            self._reset_requested = True
+        self._request_reset()
         response.success = True
         response.message = 'observation buffer will be reset at the next control step'
         return response
+
+    def _request_reset(self) -> None:
+        """Reset the observation buffer at the next step, from camera frames received after now."""
+        with self._lock:
+            self._reset_requested = True
+            # The first observation after a reset pads the window (and is the anchor frame of a
+            # data.anchor_frame model): it must not be a frame taken before the reset.
+            self._rgb = _Sample()
+            self._depth = _Sample()
 
     # --------------------------------------------------------------------------------- control
 
@@ -425,7 +437,7 @@ class PolicyNode(Node):
             return INVALID, '; '.join(errors), samples
         never = [lab for lab, s in zip(labels, samples) if s.stamp_ns == 0]
         if never:
-            return WAITING, f'no message yet on {", ".join(never)}', samples
+            return WAITING, f'no message yet (or since the reset) on {", ".join(never)}', samples
         max_age = self.settings.max_obs_age_s
         stale = [
             f'{lab} ({(now_ns - s.stamp_ns) * 1e-9:.3f} s old)'

@@ -109,6 +109,7 @@ def make_random_checkpoint(
     joint_names: Sequence[str] = DEFAULT_JOINT_NAMES,
     q_range: tuple[np.ndarray, np.ndarray] | None = None,
     crop: tuple[float, float, float, float] | None = None,
+    anchor_frame: bool = False,
     **model_overrides: object,
 ) -> Path:
     """
@@ -122,6 +123,7 @@ def make_random_checkpoint(
     dcfg = DataConfig(
         resize_hw=image_hw,
         crop=crop,
+        anchor_frame=anchor_frame,
         obs_horizon=obs_horizon,
         pred_horizon=pred_horizon,
         action_horizon=action_horizon,

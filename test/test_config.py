@@ -59,6 +59,7 @@ def test_overrides_are_parsed_as_yaml():
         ('data.crop=[0.5,0.5,0.6,0.2]', r'data.crop: must be null or \[top, left, height, w'),
         ('data.crop=[0.1,0.1,0.5]', r'data.crop: expected 4 values, got \[0.1, 0.1, 0.5\]'),
         ('data.crop=[0,0,0,1]', r'data.crop: must be null'),
+        ('data.anchor_frame=2', r'data.anchor_frame: expected true/false, got 2'),
         ('model.nhead=3', r'model.d_model: must be divisible by model.nhead \(3\)'),
         ('model.image_pool=max', r"model.image_pool: .*'max'"),
         ('model.conv_norm=batch', r"model.conv_norm: .*'batch'"),
@@ -92,6 +93,8 @@ def test_dataclasses_validate_directly():
         DataConfig(max_depth_m=0.0)
     with pytest.raises(ConfigError, match=r'model\.dropout'):
         ModelConfig(dropout=1.0)
+    with pytest.raises(ConfigError, match=r"data\.anchor_frame: must be true or false, got 'yes'"):
+        DataConfig(anchor_frame='yes')  # type: ignore[arg-type]
     assert set(LR_SCHEDULERS) == {
         'linear',
         'cosine',

@@ -188,6 +188,25 @@ def test_segments_equal_consecutive_samples(episodes, index: int):
         assert torch.equal(seg['gt_joint'][s], item['gt_joint'])
 
 
+@pytest.mark.parametrize('index', [0, 2, 8, 9, 13])
+def test_anchor_frame_heads_every_window(episodes, index: int):
+    plain, anchored = make(episodes), make(episodes, anchor_frame=True)
+    item, ref = anchored[index], plain[index]
+    e, _ = anchored.locate(index)
+    first = plain[9 * e]  # t = 0 of the same episode: its window is frame 0 repeated
+    assert item['rgb'].shape == (1 + K, 3, *HW) and item['q'].shape == (1 + K, 7)
+    for key in ('rgb', 'depth', 'q', 'dq'):
+        assert torch.equal(item[key][0], first[key][0]), key  # the episode's first frame
+        assert torch.equal(item[key][1:], ref[key]), key  # then the usual window
+    assert torch.equal(item['gt_joint'], ref['gt_joint'])
+    # segments: frame 0 is loaded once and every window starts with it
+    seg = anchored.segment(index, 3)
+    assert seg['rgb'].shape == (1 + K + 2, 3, *HW)
+    assert seg['window_index'].shape == (3, 1 + K)
+    assert torch.all(seg['window_index'][:, 0] == 0)
+    assert torch.equal(seg['rgb'][0], first['rgb'][0])
+
+
 def test_goal_is_the_final_end_effector_position_from_now(episodes):
     from kinova_policy_ros.dataset import GOAL_SCALE
 

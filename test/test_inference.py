@@ -105,6 +105,43 @@ def test_cropped_checkpoint_sees_the_same_crop_as_its_dataset(setup, tmp_path: P
     assert not torch.allclose(full[8]['rgb'], item['rgb'])
 
 
+@pytest.mark.parametrize('use_cache', [True, False])
+def test_anchor_frame_is_the_first_observation_since_the_reset(
+    setup, tmp_path: Path, use_cache: bool
+):
+    # data.anchor_frame travels with the checkpoint: online windows are built like the
+    # dataset's, the first observation since the reset heading every window
+    _, ds0, arrays = setup
+    ds = KinovaJointDataset(
+        ds0.files, resize_hw=(24, 32), anchor_frame=True, stats=ds0.stats, cache_dir=tmp_path / 'c'
+    )
+    ckpt = make_random_checkpoint(
+        tmp_path / 'anchor', image_hw=(24, 32), anchor_frame=True,
+        q_range=(ds.stats.q_min, ds.stats.q_max), d_model=32, dim_feedforward=64,
+    )
+    runner = PolicyRunner.from_checkpoint(ckpt, use_cache=use_cache)
+    assert runner.anchor_frame
+    model, info = load_checkpoint(ckpt)
+
+    def expected(item: dict) -> np.ndarray:
+        with torch.no_grad():
+            ref = model(item['rgb'][None], item['depth'][None], item['q'][None], 12)[0]
+        return info.stats.q.denormalize(ref.numpy())
+
+    for t in range(14):
+        runner.push_observation(arrays['rgb'][t], arrays['depth'][t], arrays['q'][t])
+        np.testing.assert_allclose(runner.predict(), expected(ds[t]), atol=1e-5, err_msg=f't={t}')
+    # after a reset the anchor is the new first observation (frame 5 here), not frame 0
+    runner.reset()
+    for t in range(5, 13):
+        runner.push_observation(arrays['rgb'][t], arrays['depth'][t], arrays['q'][t])
+    item = ds[12]  # frames 0, 5..12
+    for key in ('rgb', 'depth', 'q'):
+        item[key][0] = item[key][1]  # frame 5 instead of frame 0 heads the window
+    np.testing.assert_allclose(runner.predict(), expected(item), atol=1e-5)
+    assert not np.allclose(runner.predict(), expected(ds[12]), atol=1e-5)
+
+
 def test_cached_and_full_window_agree_and_reset(setup):
     ckpt, _, arrays = setup
     a = PolicyRunner.from_checkpoint(ckpt, use_cache=True)

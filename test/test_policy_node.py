@@ -479,6 +479,61 @@ def test_enable_disable_and_reset_services(running: Harness):
     assert wait_for(lambda: running.num_commands(since=t2) > 0)
 
 
+def test_reset_waits_for_camera_frames_taken_after_it(running: Harness):
+    # The first observation after a reset pads the window: it must not be an older frame.
+    running.set_inputs(rgb=None)
+    time.sleep(0.2)  # the last frames are delivered
+    running.call(running.reset_client, Trigger.Request())
+    t_reset = time.monotonic()
+    status = running.wait_status(lambda s: 'no message yet (or since the reset)' in s.message)
+    assert RGB_TOPIC in status.message and status.level == DiagnosticStatus.WARN
+    time.sleep(0.3)
+    # 0.15 s: a command the node published before the reset, still on its way
+    assert running.num_commands(since=t_reset + 0.15) == 0
+    running.set_inputs(rgb=_image(image_codec.encode_rgb8(running.rgb_array)))
+    t_back = time.monotonic()
+    assert wait_for(lambda: running.num_commands(since=t_back) > 0), 'commands did not resume'
+
+
+def test_enabling_an_anchor_frame_model_starts_from_a_fresh_frame(
+    harness: Harness, tmp_path: Path
+):
+    # With data.anchor_frame the first observation since the reset heads every window for
+    # the whole episode: ~/enable takes a fresh one, not the frame the node started with.
+    ckpt = make_random_checkpoint(
+        tmp_path / 'anchor', image_hw=(24, 32), dt=DT, anchor_frame=True, d_model=32,
+        dim_feedforward=64, conv_channels=(8, 16), img_feat_dim=16, q_feat_dim=16,
+    )
+    name = 'kinova_policy_anchor'
+    enable = harness.node.create_client(SetBool, f'/{name}/enable')
+    proc = NodeProcess(
+        '--params-file', str(PARAMS_FILE), '-r', f'__node:={name}', '-p', f'checkpoint:={ckpt}',
+        '-p', 'device:=cpu', '-p', 'command_topic:=/dry/joint_trajectory',
+    )  # fmt: skip
+    try:
+        proc.wait_ready()
+        assert 'the anchor frame' in proc.output
+        harness.wait_status(lambda s: s.name == f'{name}: policy' and s.message.startswith('disa'))
+        harness.set_inputs(rgb=None)
+        time.sleep(0.2)
+        assert harness.call(enable, SetBool.Request(data=True)).success
+        status = harness.wait_status(
+            lambda s: s.name == f'{name}: policy' and 'since the reset' in s.message
+        )
+        assert RGB_TOPIC in status.message
+        with harness.lock:
+            assert harness.dry_commands == []  # nothing from the frame taken before ~/enable
+        harness.set_inputs(rgb=_image(image_codec.encode_rgb8(harness.rgb_array)))
+        assert wait_for(lambda: len(harness.dry_commands) > 0), proc.output
+    finally:
+        harness.set_inputs(rgb=_image(image_codec.encode_rgb8(harness.rgb_array)))
+        harness.node.destroy_client(enable)
+        rc = proc.stop(signal.SIGTERM)
+        with harness.lock:
+            harness.dry_commands.clear()
+    assert rc == 0, proc.output
+
+
 def _set_double(harness: Harness, name: str, value: float) -> Any:
     param = Parameter(
         name=name,

@@ -10,6 +10,7 @@ import sys
 import time
 
 from diffusers.optimization import get_scheduler
+from kinova_policy_ros.checkpoint import read_checkpoint_info
 from kinova_policy_ros.config import LR_SCHEDULERS
 from kinova_policy_ros.synthetic import write_episodes
 from kinova_policy_ros.train import main, split_episodes
@@ -146,10 +147,12 @@ def test_segment_batches_train(data: Path, tmp_path: Path):
     out = tmp_path / 'seg'
     overrides = ['train.num_steps=3', 'train.windows_per_segment=4', 'data.val_fraction=0']
     overrides += ['train.augment.q_history_dropout=0.5', 'train.augment.image_shift_px=1']
+    overrides += ['data.anchor_frame=true']  # windows of 1 + K frames, frame 0 shared
     assert run_cli(data, out, *overrides) == 0
     rows = read_metrics(out)
     assert [int(r['step']) for r in rows] == [1, 2, 3]
     assert all(np.isfinite(float(r['train_loss'])) for r in rows)
+    assert read_checkpoint_info(out / 'checkpoints' / 'last').data.anchor_frame is True
     assert run_cli(data, tmp_path / 'bad', 'train.windows_per_segment=3') == 2
 
 
