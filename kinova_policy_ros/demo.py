@@ -56,7 +56,6 @@ class Profile:
 # the image, shared frame encodings for speed, more samples from episode starts.
 _RECIPE = (
     'data.resize_hw=[48,64]',
-    'data.anchor_frame=true',
     'model.image_pool=spatial_softmax',
     'model.keypoint_beta=5.0',
     'model.conv_channels=[32,64]',
@@ -94,7 +93,7 @@ PROFILES = {
         episode_duration_s=8.0,
         train_overrides=(
             *_RECIPE,
-            'train.num_steps=16000',
+            'train.num_steps=12000',
             'train.val_every=1000',
             'train.checkpoint_every=2000',
             'train.lr_warmup_steps=200',
