@@ -484,10 +484,12 @@ class PolicyNode(Node):
     def _on_tick(self) -> None:
         """Run one control step (the control thread: never concurrent with itself)."""
         tick_ns = self._now_ns()
-        state, detail, (rgb, depth, joints) = self._check_inputs(tick_ns)
+        # The reset flag before the inputs: a reset between the two clears the inputs this step
+        # reads, so the step after a reset never pushes a frame received before it.
         with self._lock:
             enabled = self._enabled
             reset_requested, self._reset_requested = self._reset_requested, False
+        state, detail, (rgb, depth, joints) = self._check_inputs(tick_ns)
         if state != RUNNING:
             self._needs_reset = True  # start from a clean buffer once inputs are fresh again
             self._set_state(state, detail)
