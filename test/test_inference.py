@@ -40,6 +40,13 @@ def setup(tmp_path_factory) -> tuple[Path, KinovaJointDataset, dict]:
     return ckpt, ds, arrays
 
 
+def offline_prediction(model: torch.nn.Module, info, item: dict) -> np.ndarray:
+    """Run the model on one dataset item, denormalized like ``PolicyRunner.predict``: [12, 7]."""
+    with torch.no_grad():
+        ref = model(item['rgb'][None], item['depth'][None], item['q'][None], 12)[0]
+    return info.stats.q.denormalize(ref.numpy())
+
+
 @pytest.mark.parametrize('use_cache', [True, False])
 def test_predict_equals_model_on_dataset_item(setup, use_cache: bool):
     ckpt, ds, arrays = setup
@@ -48,10 +55,7 @@ def test_predict_equals_model_on_dataset_item(setup, use_cache: bool):
     for t in range(14):
         runner.push_observation(arrays['rgb'][t], arrays['depth'][t], arrays['q'][t])
         assert runner.num_observations == min(t + 1, 8)
-        item = ds[t]
-        with torch.no_grad():
-            ref = model(item['rgb'][None], item['depth'][None], item['q'][None], 12)[0]
-        expected = info.stats.q.denormalize(ref.numpy())
+        expected = offline_prediction(model, info, ds[t])
         got = runner.predict()
         assert got.shape == (12, 7) and got.dtype == np.float64
         np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f't={t}')
@@ -71,10 +75,7 @@ def test_residual_checkpoint_runs_like_the_model(setup, tmp_path: Path):
     model, info = load_checkpoint(ckpt)
     for t in range(10):
         runner.push_observation(arrays['rgb'][t], arrays['depth'][t], arrays['q'][t])
-    item = ds[9]
-    with torch.no_grad():
-        ref = model(item['rgb'][None], item['depth'][None], item['q'][None], 12)[0]
-    np.testing.assert_allclose(runner.predict(), info.stats.q.denormalize(ref.numpy()), atol=1e-5)
+    np.testing.assert_allclose(runner.predict(), offline_prediction(model, info, ds[9]), atol=1e-5)
 
 
 def test_cropped_checkpoint_sees_the_same_crop_as_its_dataset(setup, tmp_path: Path):
@@ -95,9 +96,7 @@ def test_cropped_checkpoint_sees_the_same_crop_as_its_dataset(setup, tmp_path: P
     for t in range(9):
         runner.push_observation(arrays['rgb'][t], arrays['depth'][t], arrays['q'][t])
     item = ds[8]
-    with torch.no_grad():
-        ref = model(item['rgb'][None], item['depth'][None], item['q'][None], 12)[0]
-    np.testing.assert_allclose(runner.predict(), info.stats.q.denormalize(ref.numpy()), atol=1e-5)
+    np.testing.assert_allclose(runner.predict(), offline_prediction(model, info, item), atol=1e-5)
     # and the crop matters: the uncropped frames give other model inputs
     full = KinovaJointDataset(
         ds0.files, resize_hw=(12, 16), stats=ds0.stats, cache_dir=tmp_path / 'c'
@@ -122,15 +121,10 @@ def test_anchor_frame_is_the_first_observation_since_the_reset(
     runner = PolicyRunner.from_checkpoint(ckpt, use_cache=use_cache)
     assert runner.anchor_frame
     model, info = load_checkpoint(ckpt)
-
-    def expected(item: dict) -> np.ndarray:
-        with torch.no_grad():
-            ref = model(item['rgb'][None], item['depth'][None], item['q'][None], 12)[0]
-        return info.stats.q.denormalize(ref.numpy())
-
     for t in range(14):
         runner.push_observation(arrays['rgb'][t], arrays['depth'][t], arrays['q'][t])
-        np.testing.assert_allclose(runner.predict(), expected(ds[t]), atol=1e-5, err_msg=f't={t}')
+        expected = offline_prediction(model, info, ds[t])
+        np.testing.assert_allclose(runner.predict(), expected, atol=1e-5, err_msg=f't={t}')
     # after a reset the anchor is the new first observation (frame 5 here), not frame 0
     runner.reset()
     for t in range(5, 13):
@@ -138,8 +132,8 @@ def test_anchor_frame_is_the_first_observation_since_the_reset(
     item = ds[12]  # frames 0, 5..12
     for key in ('rgb', 'depth', 'q'):
         item[key][0] = item[key][1]  # frame 5 instead of frame 0 heads the window
-    np.testing.assert_allclose(runner.predict(), expected(item), atol=1e-5)
-    assert not np.allclose(runner.predict(), expected(ds[12]), atol=1e-5)
+    np.testing.assert_allclose(runner.predict(), offline_prediction(model, info, item), atol=1e-5)
+    assert not np.allclose(runner.predict(), offline_prediction(model, info, ds[12]), atol=1e-5)
 
 
 def test_cached_and_full_window_agree_and_reset(setup):

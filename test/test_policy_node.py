@@ -49,12 +49,13 @@ Q_MEAS = np.array([0.1, 0.3, -3.0, -2.2, 0.05, 0.9, 1.5])
 WAIT = 10.0
 
 
-def _small_checkpoint(out: Path) -> Path:
+def _small_checkpoint(out: Path, anchor_frame: bool = False) -> Path:
     return make_random_checkpoint(
         out,
         image_hw=(24, 32),
         dt=DT,
         seed=3,
+        anchor_frame=anchor_frame,
         d_model=32,
         dim_feedforward=64,
         conv_channels=(8, 16),
@@ -500,10 +501,7 @@ def test_enabling_an_anchor_frame_model_starts_from_a_fresh_frame(
 ):
     # With data.anchor_frame the first observation since the reset heads every window for
     # the whole episode: ~/enable takes a fresh one, not the frame the node started with.
-    ckpt = make_random_checkpoint(
-        tmp_path / 'anchor', image_hw=(24, 32), dt=DT, anchor_frame=True, d_model=32,
-        dim_feedforward=64, conv_channels=(8, 16), img_feat_dim=16, q_feat_dim=16,
-    )
+    ckpt = _small_checkpoint(tmp_path / 'anchor', anchor_frame=True)
     name = 'kinova_policy_anchor'
     enable = harness.node.create_client(SetBool, f'/{name}/enable')
     proc = NodeProcess(
