@@ -4,7 +4,10 @@ Training throughput (samples/s) at the default model size, and the loader's shar
 Runs the real Trainer on synthetic episodes for a few steps after warm-up. On CUDA the
 trainer uses bf16 autocast.
 
-    python bench/bench_train_step.py [--steps 20] [--batch 64] [--device cpu]
+    python bench/bench_train_step.py [--steps 20] [--batch 64] [--device cpu] [--profile full]
+
+``--profile`` measures a ``make demo`` profile's training recipe (its overrides of
+``config/train.yaml``) instead of the default configuration.
 """
 
 import argparse
@@ -16,6 +19,7 @@ import time
 
 from common import report
 from kinova_policy_ros.config import load_experiment_config
+from kinova_policy_ros.demo import PROFILES
 from kinova_policy_ros.synthetic import write_episodes
 from kinova_policy_ros.train import Trainer
 
@@ -26,13 +30,16 @@ def main() -> None:
     ap.add_argument('--batch', type=int, default=64)
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--workers', type=int, default=0)
+    ap.add_argument('--profile', choices=sorted(PROFILES), default=None)
     args = ap.parse_args()
+    recipe = list(PROFILES[args.profile].train_overrides) if args.profile else []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / 'data'
         write_episodes(data, 4, num_frames=150, hw=(120, 160))
         cfg = load_experiment_config(
             None,
             [
+                *recipe,
                 f'train.num_steps={args.steps + 3}',
                 f'train.batch_size={args.batch}',
                 f'train.device={args.device}',
@@ -57,6 +64,7 @@ def main() -> None:
         {
             'command': 'python bench/bench_train_step.py ' + ' '.join(sys.argv[1:]),
             'device': str(trainer.device),
+            'profile': args.profile,
             'batch_size': args.batch,
             'resize_hw': list(cfg.data.resize_hw),
             'samples_per_s_median': sorted(rates)[len(rates) // 2],

@@ -79,6 +79,23 @@ def init_distributed(device_kind: str) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get('LOCAL_RANK', '0')))
 
 
+def training_device(requested: str, d: Dist) -> torch.device:
+    """
+    Resolve ``train.device`` (auto, cpu, cuda or cuda:N) to the device this process trains on.
+
+    A CUDA device always gets an index (``torch.cuda.set_device`` rejects a bare ``cuda``):
+    the local rank under torchrun, the one named, else the current device.
+    """
+    if requested == 'cpu' or (requested == 'auto' and not torch.cuda.is_available()):
+        return torch.device('cpu')
+    if not torch.cuda.is_available():
+        raise KinovaPolicyError(f'train.device is {requested!r} but CUDA is not available')
+    if d.world > 1:
+        return torch.device('cuda', d.local_rank)
+    index = torch.device(requested if requested != 'auto' else 'cuda').index
+    return torch.device('cuda', torch.cuda.current_device() if index is None else index)
+
+
 def split_episodes(files: Sequence[Path], val_fraction: float, seed: int) -> tuple[list, list]:
     """Hold out whole episodes (never frames) for validation, deterministically."""
     files = sorted(files)
@@ -217,10 +234,8 @@ class Trainer:
                 f'({tc.batch_size // tc.windows_per_segment}) must be divisible by the number '
                 f'of processes ({self.d.world})'
             )
-        self.device = torch.device(
-            f'cuda:{self.d.local_rank}' if kind == 'cuda' and self.d.world > 1 else kind
-        )
-        if kind == 'cuda':
+        self.device = training_device(tc.device, self.d)
+        if self.device.type == 'cuda':
             torch.cuda.set_device(self.device)
         torch.manual_seed(tc.seed)
         files = list_episode_files(data)

@@ -12,8 +12,9 @@ import time
 from diffusers.optimization import get_scheduler
 from kinova_policy_ros.checkpoint import read_checkpoint_info
 from kinova_policy_ros.config import LR_SCHEDULERS
+from kinova_policy_ros.errors import KinovaPolicyError
 from kinova_policy_ros.synthetic import write_episodes
-from kinova_policy_ros.train import main, split_episodes
+from kinova_policy_ros.train import Dist, main, split_episodes, training_device
 import numpy as np
 import pytest
 from safetensors.torch import load_file
@@ -84,6 +85,21 @@ def test_split_is_by_episode_and_deterministic(data: Path):
     assert len(va) == 2 and len(tr) == 3 and not set(tr) & set(va)
     assert split_episodes(files, 0.4, seed=0) == (tr, va)
     assert split_episodes(files[:1], 0.5, seed=0) == (files[:1], [])
+
+
+def test_training_device_always_indexes_cuda(monkeypatch):
+    # torch.cuda.set_device rejects a bare 'cuda': found on an H200, where the trainer broke
+    assert training_device('cpu', Dist()) == torch.device('cpu')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert training_device('auto', Dist()) == torch.device('cpu')
+    with pytest.raises(KinovaPolicyError, match=r"train\.device is 'cuda' but CUDA is not"):
+        training_device('cuda', Dist())
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 2)
+    assert training_device('cuda', Dist()) == torch.device('cuda', 2)
+    assert training_device('auto', Dist()) == torch.device('cuda', 2)
+    assert training_device('cuda:1', Dist()) == torch.device('cuda', 1)
+    assert training_device('cuda', Dist(rank=3, world=4, local_rank=3)) == torch.device('cuda', 3)
 
 
 @pytest.mark.parametrize('name', LR_SCHEDULERS)
