@@ -43,7 +43,6 @@ class Profile:
     eval_episodes: int
     episode_duration_s: float
     train_overrides: tuple[str, ...]
-    record_workers: int = 2
     description: str = ''
     # share of demonstrations starting at rest near the target / pausing mid-reach
     recovery_fraction: float = 0.0
@@ -105,6 +104,11 @@ PROFILES = {
 }
 
 
+def worker_count() -> int:
+    """Return how many processes record and convert: the usable CPUs, at most 8."""
+    return max(1, min(8, len(os.sched_getaffinity(0))))
+
+
 def fmt(value: float | None, scale: float = 1.0, spec: str = '.3f') -> str:
     """Format a figure that may be missing (None: not measured)."""
     return 'n/a' if value is None else format(value * scale, spec)
@@ -124,7 +128,7 @@ def record(out: Path, profile: Profile) -> list[Path]:
             recovery_fraction=profile.recovery_fraction, pause_fraction=profile.pause_fraction
         )
     )
-    entries = record_offline(out, seeds, options, workers=profile.record_workers)
+    entries = record_offline(out, seeds, options, workers=worker_count())
     ok = sum(bool(e['success']) for e in entries)
     recovery = sum(bool(e['recovery_start']) for e in entries)
     pauses = sum(e['pause_s'] > 0 for e in entries)
@@ -139,7 +143,9 @@ def record(out: Path, profile: Profile) -> list[Path]:
 def convert(bags: Sequence[Path], out: Path) -> list[Path]:
     from kinova_policy_ros.bag_to_npz import convert_bags, load_options, summary_table
 
-    options = load_options(None, workers=2, overwrite=True, progress=False, compress=False)
+    options = load_options(
+        None, workers=worker_count(), overwrite=True, progress=False, compress=False
+    )
     results = convert_bags(bags, out, options)
     failed = [r for r in results if not r.ok]
     print(summary_table(results), flush=True)
