@@ -87,12 +87,12 @@ PROFILES = {
     ),
     'full': Profile(
         'full',
-        demonstrations=600,
+        demonstrations=1500,
         eval_episodes=20,
         episode_duration_s=8.0,
         train_overrides=(
             *_RECIPE,
-            'train.num_steps=12000',
+            'train.num_steps=24000',
             'train.val_every=1000',
             'train.checkpoint_every=2000',
             'train.lr_warmup_steps=200',
