@@ -79,6 +79,12 @@ def init_distributed(device_kind: str) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get('LOCAL_RANK', '0')))
 
 
+def device_kind(requested: str) -> str:
+    """Return ``'cuda'`` or ``'cpu'`` for ``train.device`` (auto, cpu, cuda or cuda:N)."""
+    cuda = requested.startswith('cuda') or (requested == 'auto' and torch.cuda.is_available())
+    return 'cuda' if cuda else 'cpu'
+
+
 def training_device(requested: str, d: Dist) -> torch.device:
     """
     Resolve ``train.device`` (auto, cpu, cuda or cuda:N) to the device this process trains on.
@@ -86,7 +92,7 @@ def training_device(requested: str, d: Dist) -> torch.device:
     A CUDA device always gets an index (``torch.cuda.set_device`` rejects a bare ``cuda``):
     the local rank under torchrun, the one named, else the current device.
     """
-    if requested == 'cpu' or (requested == 'auto' and not torch.cuda.is_available()):
+    if device_kind(requested) == 'cpu':
         return torch.device('cpu')
     if not torch.cuda.is_available():
         raise KinovaPolicyError(f'train.device is {requested!r} but CUDA is not available')
@@ -222,12 +228,7 @@ class Trainer:
     ) -> None:
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         tc = cfg.train
-        kind = (
-            'cuda'
-            if tc.device.startswith('cuda') or (tc.device == 'auto' and torch.cuda.is_available())
-            else 'cpu'
-        )
-        self.d = init_distributed(kind)
+        self.d = init_distributed(device_kind(tc.device))
         if (tc.batch_size // tc.windows_per_segment) % self.d.world:
             raise KinovaPolicyError(
                 f'train.batch_size / train.windows_per_segment '
@@ -282,7 +283,7 @@ class Trainer:
         self.ddp: torch.nn.Module = self.model
         if self.d.world > 1:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if kind == 'cuda' else None
+                self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None
             )
 
     # -- checkpoints ----------------------------------------------------------------------
