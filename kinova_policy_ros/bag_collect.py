@@ -2,13 +2,20 @@
 The streaming pass of the bag converter: decoded frames, depth matching, joints, TF, CameraInfo.
 
 :class:`FrameCollector` receives the bag's messages in order (``add_rgb``, ``add_depth``,
-``add_joint_state``, ``add_tf``). RGB frames are decoded straight into a preallocated
-``[capacity, H, W, 3]`` array (capacity = the RGB message count of the bag index); each depth
-frame is decoded once -- into the slot of the frame it completes when it has the output size --
-and stays a referenced *candidate* of the frames it is nearest to until a later depth stamp proves
-it final, so it is copied at most once per frame. With ``stream_to`` set, final frames are
-handed to a :class:`~kinova_policy_ros.npz_writer.FrameStream` that writes them into the output
-file on a second thread while reading goes on.
+``add_joint_state``, ``add_tf``). Output frames have slots in preallocated ``[capacity, H, W, 3]``
+and ``[capacity, H, W]`` arrays (capacity = the RGB message count of the bag index). RGB frames
+are decoded straight into their slots. Each depth frame is decoded once and stays a referenced
+*candidate* of the frames it is nearest to until a later depth stamp proves it final, so it is
+copied at most once per frame:
+
+* without a stream (compressed output, split episodes) it is decoded into the slot of the frame
+  it completes and copied into the slots of other frames it is nearest to;
+* with ``stream_to`` set, final frames go to a :class:`~kinova_policy_ros.npz_writer.FrameStream`
+  that writes them into the output file on a second thread while reading goes on, depth from the
+  decoded array itself: the depth slots are never touched, so memory holds a few depth frames in
+  flight rather than the episode's, and the conversion does not fault in ~1.2 MB of fresh pages
+  per 640x480 frame. They are filled only when the streamed file is not the output after all
+  (frames dropped): :meth:`FrameCollector.depth_to_memory` reads them back from it.
 """
 
 from __future__ import annotations
@@ -56,6 +63,10 @@ class FrameCollector:
         self.stream_to = stream_to
         self.stream: FrameStream | None = None
         self.rgb: np.ndarray | None = None
+        # depth frames streamed from their own decoded arrays: their self.depth slots are not
+        # filled unless the stream is dropped (depth_to_memory)
+        self.depth_in_file: list[int] = []
+        self._no_depth: np.ndarray | None = None
         self.depth: np.ndarray | None = None
         self.hw: tuple[int, int] | None = None
         self.native_hw: tuple[int, int] | None = None
@@ -141,6 +152,25 @@ class FrameCollector:
         self.rgb[i] = _resize(img, self.hw, nearest=False)
         self._added_rgb(i, stamp)
 
+    def depth_to_memory(self) -> None:
+        """
+        Read the depth frames streamed from their own arrays back into their slots.
+
+        Needed, before the stream is deleted, when the streamed file is not the output (frames
+        dropped): only then is ``self.depth`` used for more than its shape.
+        """
+        if self.stream is None:
+            return
+        assert self.depth is not None
+        try:
+            for i in self.depth_in_file:
+                self.stream.read_frame('depth', i, self.depth[i])
+        except OSError as err:
+            raise SchemaError(
+                f'{self.stream_to}: cannot read back streamed frames: {err}'
+            ) from err
+        self.depth_in_file = []
+
     def _fits_slot(self, msg: Any) -> bool:
         """Whether ``msg`` is a raw Image of exactly the output size (decodable in place)."""
         if self.hw is None or image_codec.is_compressed(msg) or self.hw != self.native_hw:
@@ -154,8 +184,8 @@ class FrameCollector:
         Only a frame it completes (stamp at or after the frame's) qualifies, so the slot never
         changes afterwards and can serve as ``last_depth`` for later frames.
         """
-        if self.depth is None or not self._fits_slot(msg):
-            return None
+        if self.depth is None or self.stream is not None or not self._fits_slot(msg):
+            return None  # (a streamed frame goes to the file from its own decoded array)
         for i in self.pending:
             dt = abs(stamp - self.stamps[i]) * 1e-9
             if stamp >= self.stamps[i] and dt < self.depth_dt[i]:
@@ -179,18 +209,31 @@ class FrameCollector:
         self.depth_dt[i] = dt
 
     def _settle(self, i: int) -> None:
-        """Frame ``i``'s depth is final: copy its candidate into the slot and stream it."""
-        depth = self.candidate.pop(i, None)
-        if depth is not None:
-            assert self.hw is not None and self.depth is not None
-            self.depth[i] = _resize(depth, self.hw, nearest=True)
-        if self.stream is not None:
-            self._put('depth', i)
+        """
+        Frame ``i``'s depth is final: stream its candidate, or copy it into the slot.
 
-    def _put(self, key: str, i: int) -> None:
+        Streamed, the candidate array itself is written (no copy into ``self.depth``; a frame
+        without any depth gets zeros and is dropped later).
+        """
+        depth = self.candidate.pop(i, None)
+        assert self.hw is not None and self.depth is not None
+        if self.stream is None:
+            if depth is not None:
+                self.depth[i] = _resize(depth, self.hw, nearest=True)
+            return
+        if depth is None:
+            if self._no_depth is None:
+                self._no_depth = np.zeros(self.hw, np.float32)
+            frame = self._no_depth
+        else:
+            frame = np.ascontiguousarray(_resize(depth, self.hw, nearest=True))
+        self._put('depth', i, frame)
+        self.depth_in_file.append(i)
+
+    def _put(self, key: str, i: int, frame: np.ndarray | None = None) -> None:
         assert self.stream is not None
         try:
-            self.stream.put(key, i)
+            self.stream.put(key, i, frame)
         except OSError as err:  # the writer thread failed (e.g. disk full)
             raise SchemaError(f'{self.stream_to}: cannot write episode: {err}') from err
 

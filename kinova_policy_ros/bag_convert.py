@@ -278,7 +278,10 @@ def _finish(
     idx = np.flatnonzero(keep)
     # the streamed file (one only without split_on_gap_s) holds every RGB frame in order: it is
     # the output when all of them were kept
-    stream = col.end_stream(keep=len(idx) == col.capacity)
+    keep_stream = len(idx) == col.capacity
+    if not keep_stream:
+        col.depth_to_memory()  # the arrays become the output: frames only in the file come back
+    stream = col.end_stream(keep=keep_stream)
     for k, i in enumerate(idx):  # compact in place: k <= i, so nothing is read after overwrite
         if k != i:
             col.rgb[k] = col.rgb[i]

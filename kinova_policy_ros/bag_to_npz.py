@@ -6,9 +6,10 @@ Convert rosbag2 recordings of teleoperated demonstrations to npz episodes (SPEC 
 tolerance, joint states are interpolated at each RGB stamp and mapped by name, the end-effector
 pose comes from ``/tf`` when the bag has it and from Gen3 forward kinematics otherwise.
 
-Bags are streamed: images are decoded one message at a time straight into the output arrays, so
-memory holds the episode being built, not the bag. Several bags convert in parallel (spawn
-process pool); a failure in one bag is reported and the others still convert.
+Bags are streamed: images are decoded one message at a time straight into the output arrays (or,
+for an uncompressed episode, into the output file while the bag is read), so memory holds at most
+the episode being built, not the bag. Several bags convert in parallel (spawn process pool); a
+failure in one bag is reported and the others still convert.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from concurrent.futures import as_completed, ProcessPoolExecutor
+import ctypes
 from dataclasses import dataclass, field, fields, replace
 import multiprocessing
 from pathlib import Path
@@ -33,7 +35,12 @@ __all__ = [
     'default_config_path',
     'load_options',
     'main',
+    'reuse_freed_memory',
 ]
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 
 
 def default_config_path() -> Path | None:
@@ -137,6 +144,29 @@ class BagResult:
     error: str = ''
 
 
+def reuse_freed_memory() -> bool:
+    """
+    Make this process's malloc keep freed message- and frame-sized blocks for reuse (glibc).
+
+    A conversion allocates and frees a buffer per message and per decoded frame (~1-2 MB each at
+    640x480). By default glibc serves such blocks with ``mmap`` or trims them off the heap when
+    freed, so nearly every message lands on fresh pages, each faulted in and zeroed by the kernel
+    (slow in VMs, where the host may have to back them again). With the ``mmap`` threshold at
+    32 MiB and trimming at 1 GiB they are reused from the heap; memory does not grow past the
+    largest working set. The converter's own processes (``main`` and the worker pool) call this;
+    returns False where the C library has no ``mallopt`` (then nothing changes).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    )
+
+
 def _convert_job(bag: str, out_dir: str, options: ConvertOptions, position: int) -> BagResult:
     try:
         outputs, report = convert_bag(bag, out_dir, options, position=position)
@@ -173,7 +203,9 @@ def convert_bags(
             results[i] = _convert_job(bag_list[i], str(out_dir), options, 0)
     else:
         ctx = multiprocessing.get_context('spawn')
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=reuse_freed_memory
+        ) as pool:
             futures = {
                 pool.submit(_convert_job, bag_list[i], str(out_dir), options, k % workers): i
                 for k, i in enumerate(todo)
@@ -283,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f'bag_to_npz: error: {err}', file=sys.stderr)
         return 2
+    reuse_freed_memory()
     results = convert_bags(bags, out, options)
     print(summary_table(results))
     failed = [r for r in results if not r.ok]

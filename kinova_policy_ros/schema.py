@@ -83,15 +83,43 @@ def _shape(arr: np.ndarray) -> str:
     return '[' + ','.join(str(d) for d in arr.shape) + ']'
 
 
-def validate_episode(arrays: Mapping[str, Any], source: str = '<memory>') -> list[str]:
+# float32 bit patterns below this are +0.0 ... the largest finite float: sign 0, exponent < 255
+_FLOAT32_INF_BITS = 0x7F800000
+
+
+def _depth_problem(depth: np.ndarray) -> str | None:
+    """
+    Return what is wrong with the values of a float32 depth array, or None.
+
+    Valid depth is the common case and is proved in one integer pass: a float32 is finite and
+    non-negative exactly when its bits, read as uint32, are below ``0x7F800000`` (no sign bit,
+    exponent not all ones). Only otherwise (-0.0 too, which is valid) are min and max taken (NaN
+    propagates through both, inf shows as an extreme); no pass makes a frame-sized temporary.
+    """
+    if depth.size == 0 or int(depth.view(np.uint32).max()) < _FLOAT32_INF_BITS:
+        return None
+    lo, hi = float(depth.min()), float(depth.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return 'contains NaN or inf (invalid depth must be 0)'
+    if lo < 0:
+        return 'contains negative depth'
+    return None
+
+
+def validate_episode(
+    arrays: Mapping[str, Any], source: str = '<memory>', *, values_checked: Iterable[str] = ()
+) -> list[str]:
     """
     Check a mapping of arrays against the schema.
 
     :param arrays: the npz content (``np.load`` result or a dict).
     :param source: the file name used in every message.
+    :param values_checked: per-frame keys whose values were checked elsewhere (a frame stream
+        checks what it writes); only their shape and dtype are checked here.
     :return: a list of problems, each naming the source and the key; empty when valid.
     """
     problems: list[str] = []
+    checked = frozenset(values_checked)
 
     def bad(key: str, what: str) -> None:
         problems.append(f'{source}: key {key!r}: {what}')
@@ -133,16 +161,10 @@ def validate_episode(arrays: Mapping[str, Any], source: str = '<memory>') -> lis
     if depth.ndim != 3:
         bad('depth', f'expected shape [N,H,W], got {_shape(depth)}')
     else:
-        # min/max instead of isfinite/< 0: two passes without a frame-sized temporary (NaN
-        # propagates through both, inf shows as an extreme).
-        ok_dtype = depth.dtype == np.float32
-        lo, hi = (float(depth.min()), float(depth.max())) if ok_dtype and depth.size else (0, 0)
-        if not ok_dtype:
+        if depth.dtype != np.float32:
             bad('depth', f'expected dtype float32 (metres), got {depth.dtype}')
-        elif not (np.isfinite(lo) and np.isfinite(hi)):
-            bad('depth', 'contains NaN or inf (invalid depth must be 0)')
-        elif lo < 0:
-            bad('depth', 'contains negative depth')
+        elif 'depth' not in checked and (problem := _depth_problem(depth)) is not None:
+            bad('depth', problem)
         if rgb.ndim == 4 and depth.shape[1:] != rgb.shape[1:3]:
             bad('depth', f'image size {depth.shape[1:]} differs from rgb {rgb.shape[1:3]}')
 
@@ -286,15 +308,19 @@ def open_frame_stream(
     Start an uncompressed episode file whose per-frame arrays are written as they arrive.
 
     The data goes to a temp file next to ``path``; :func:`save_episode` with ``stream=`` validates
-    the episode and renames it into place, anything else must :meth:`FrameStream.abort` it.
+    the episode and renames it into place, anything else must :meth:`FrameStream.abort` it. The
+    values of the streamed frames are validated as they are written (on the writer thread), so
+    the frames need not stay in ``sources``: frames given to :meth:`FrameStream.put` leave their
+    slot untouched.
     """
     unknown = sorted(set(sources) - set(FRAME_KEYS))
     if unknown:
         raise SchemaError(f'{path}: {unknown} are not per-frame keys {list(FRAME_KEYS)}')
     target = Path(path)
+    checks = {'depth': _depth_problem} if 'depth' in sources else {}
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return FrameStream(_temp_path(target), sources)
+        return FrameStream(_temp_path(target), sources, checks)
     except OSError as err:
         raise SchemaError(f'{path}: cannot write episode: {err}') from err
 
@@ -336,8 +362,14 @@ def save_episode(
     try:
         if compress:
             raise SchemaError(f'{path}: a frame stream writes uncompressed files only')
-        stream.wait()  # a writer error is reported before the arrays are checked
-        check_episode(arrays, str(path))
+        # checked while the writer thread finishes the last frames (the streamed members only
+        # for shape and dtype: the writer checked their values); a writer error is reported
+        # first (the arrays may be fine, the file is not)
+        problems = validate_episode(arrays, str(path), values_checked=stream.keys)
+        stream.wait()
+        problems += [f'{path}: key {k!r}: {p}' for k, p in stream.problems.items()]
+        if problems:
+            raise SchemaError('invalid episode:\n  ' + '\n  '.join(problems))
         _refuse_existing(target, overwrite)
         for key in stream.keys:
             if arrays[key].shape != stream.shape(key):

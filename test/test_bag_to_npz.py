@@ -9,6 +9,7 @@ not with the converter's own helpers.
 import json
 import math
 from pathlib import Path
+import platform
 import re
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from helpers import ls
 from kinova_policy_ros import bag_synthetic as syn
 from kinova_policy_ros import image_codec
 from kinova_policy_ros import kinematics as kin
-from kinova_policy_ros.bag_to_npz import convert_bags, load_options, main
+from kinova_policy_ros.bag_to_npz import convert_bags, load_options, main, reuse_freed_memory
 from kinova_policy_ros.errors import ConfigError
 from kinova_policy_ros.schema import load_episode
 import numpy as np
@@ -141,12 +142,15 @@ def test_convert_checks_every_array(
     assert report['output'] == f'{bag.name}.npz'
 
 
-@pytest.mark.parametrize('depth_offset_s', [0.004, -0.004])
-def test_streamed_npz_equals_ordinary_write(tmp_path: Path, depth_offset_s: float) -> None:
-    # --no-compress streams RGB and depth into the file while the bag is read (decoded straight
-    # into their slots); depth after RGB completes a frame at once, depth before it is a
-    # candidate kept until a later depth frame proves it nearest
-    spec = syn.SynthSpec(rgb_step_pad=3, depth_offset_s=depth_offset_s, storage='mcap')
+@pytest.mark.parametrize(('depth_offset_s', 'rgb_step_pad'), [(0.004, 3), (-0.004, 3), (0.004, 0)])
+def test_streamed_npz_equals_ordinary_write(
+    tmp_path: Path, depth_offset_s: float, rgb_step_pad: int
+) -> None:
+    # --no-compress streams RGB and depth into the file while the bag is read (RGB decoded
+    # straight into its slot, depth written from its decoded array); depth after RGB completes
+    # a frame at once, depth before it is a candidate kept until a later depth frame proves it
+    # nearest
+    spec = syn.SynthSpec(rgb_step_pad=rgb_step_pad, depth_offset_s=depth_offset_s, storage='mcap')
     bag = tmp_path / 'b'
     syn.write_bag(bag, spec)
     paths = {}
@@ -528,3 +532,10 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     assert math.isclose(
         float(load_episode(tmp_path / 'o' / 'm.npz').depth[0, 0, 1]), 0.501, rel_tol=1e-6
     )
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='mallopt is a glibc call')
+def test_converter_processes_keep_freed_memory() -> None:
+    # the CLI and its worker pool tune glibc malloc so frame-sized blocks are reused; on glibc
+    # both mallopt calls must succeed (they return 0 for an unknown parameter or value)
+    assert reuse_freed_memory() is True

@@ -1,5 +1,7 @@
 """Tests of the copy-free npz writer and the frame stream (kinova_policy_ros.npz_writer)."""
 
+import ctypes
+import errno
 import os
 from pathlib import Path
 import subprocess
@@ -94,9 +96,36 @@ def test_frame_stream_round_trip_in_any_interleaving(tmp_path: Path) -> None:
         assert z.namelist()[:2] == ['rgb.npy', 'depth.npy']
 
 
+def test_frame_stream_writes_frames_given_to_put(tmp_path: Path) -> None:
+    # frames handed to put() (e.g. a message buffer) are written instead of the source's slot,
+    # mixed with source frames; the source slots are neither read nor changed
+    stream, sources = _stream(tmp_path)
+    original = {k: v.copy() for k, v in sources.items()}
+    want = {k: v.copy() for k, v in sources.items()}
+    given = {i: np.full((32, 40, 3), 10 * i, np.uint8) for i in (1, 2, 4)}
+    for i in range(6):
+        want['rgb'][i] = given.get(i, want['rgb'][i])
+        given_frame = given.get(i)
+        if given_frame is not None:
+            given_frame.flags.writeable = False  # read-only buffers are fine
+        stream.put('rgb', i, given_frame)
+        stream.put('depth', i)
+    stream.finish({})
+    _assert_same(stream.path, want)
+    np.testing.assert_array_equal(sources['rgb'], original['rgb'])
+    with zipfile.ZipFile(stream.path) as z:
+        assert z.testzip() is None  # the CRC covers the given frames
+
+
 def test_frame_stream_rejects_misuse(tmp_path: Path) -> None:
     stream, _ = _stream(tmp_path)
     stream.put('rgb', 0)
+    with pytest.raises(ValueError, match=r"'rgb' frame 1 is a uint8 \(32, 41, 3\) array"):
+        stream.put('rgb', 1, np.zeros((32, 41, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"'rgb' frame 1 is a float32 .*C-contiguous: True"):
+        stream.put('rgb', 1, np.zeros((32, 40, 3), np.float32))
+    with pytest.raises(ValueError, match=r'C-contiguous: False\); a frame is uint8'):
+        stream.put('rgb', 1, np.zeros((32, 80, 3), np.uint8)[:, ::2])
     with pytest.raises(ValueError, match=r"'rgb' frame 2 out of order \(expected 1\)"):
         stream.put('rgb', 2)
     with pytest.raises(ValueError, match=r"frames put \{'rgb': 1, 'depth': 0\}"):
@@ -118,12 +147,96 @@ def test_frame_stream_reports_write_errors(tmp_path: Path, monkeypatch) -> None:
     def full_disk(fd: int, data: object, offset: int) -> int:
         raise OSError(28, 'No space left on device')
 
-    monkeypatch.setattr(npz_writer.os, 'pwrite', full_disk)
+    monkeypatch.setattr(npz_writer.os, 'pwritev', full_disk)
     for i in range(6):
         stream.put('rgb', i)
         stream.put('depth', i)
     with pytest.raises(OSError, match=r'writing frames failed: .*No space left on device'):
         stream.finish({})
-    monkeypatch.setattr(npz_writer.os, 'pwrite', os.pwrite)
+    monkeypatch.setattr(npz_writer.os, 'pwritev', os.pwritev)
     stream.abort()
     assert not stream.path.exists()
+
+
+def test_short_writes_are_continued(tmp_path: Path, monkeypatch) -> None:
+    # pwritev may write less than asked (signals, quotas): the rest follows from where it stopped
+    real = os.pwritev
+
+    def at_most_1000(fd: int, views: list, offset: int) -> int:
+        return real(fd, [bytes(views[0])[:1000]], offset)
+
+    monkeypatch.setattr(npz_writer.os, 'pwritev', at_most_1000)
+    stream, sources = _stream(tmp_path)
+    given = {i: np.full((32, 40), 0.5 * i, np.float32) for i in range(6)}
+    for i in range(6):
+        stream.put('rgb', i)
+        stream.put('depth', i, given[i])
+    stream.finish({})
+    _assert_same(stream.path, {'rgb': sources['rgb'], 'depth': np.stack(list(given.values()))})
+
+
+def test_runs_group_frames_by_key_and_kind() -> None:
+    a, b = np.zeros(2), np.ones(2)
+    batch = [('rgb', 0, None), ('depth', 0, a), ('rgb', 1, None), ('depth', 1, b)]
+    batch += [('rgb', 2, a), ('depth', 2, None), ('rgb', 4, None)]
+    runs = npz_writer._runs(batch)
+    assert [(k, first, stop) for k, first, stop, _ in runs] == [
+        ('rgb', 0, 2),  # source frames 0-1: one write
+        ('rgb', 2, 3),  # a given frame: a write of its own kind
+        ('rgb', 4, 5),  # not consecutive
+        ('depth', 0, 2),  # given frames 0-1: one pwritev
+        ('depth', 2, 3),
+    ]
+    assert runs[0][3] is None and runs[3][3] is not None
+    assert [f is a for f in runs[3][3]] == [True, False]
+
+
+def _failing_fallocate(code: int):
+    def fallocate(fd: int, mode: int, offset: int, size: int) -> int:
+        ctypes.set_errno(code)
+        return -1
+
+    return fallocate
+
+
+def test_preallocate_reserves_the_file(tmp_path: Path) -> None:
+    with open(tmp_path / 'f', 'wb') as f:
+        done = npz_writer.preallocate(f.fileno(), 1 << 20)
+    # ext4, xfs, btrfs, tmpfs support it; elsewhere it is skipped and the file stays empty
+    assert (tmp_path / 'f').stat().st_size == ((1 << 20) if done else 0)
+
+
+def test_frame_stream_without_fallocate_support(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(npz_writer, '_FALLOCATE', _failing_fallocate(errno.EOPNOTSUPP))
+    assert npz_writer.preallocate(0, 10) is False
+    stream, sources = _stream(tmp_path)
+    for i in range(6):
+        stream.put('rgb', i)
+        stream.put('depth', i)
+    stream.finish({})
+    _assert_same(stream.path, sources)
+
+
+def test_frame_stream_on_a_full_disk_fails_before_any_frame(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(npz_writer, '_FALLOCATE', _failing_fallocate(errno.ENOSPC))
+    with pytest.raises(OSError, match='No space left on device'):
+        _stream(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # the temp file is removed
+
+
+def test_read_frame_returns_what_was_written(tmp_path: Path) -> None:
+    stream, sources = _stream(tmp_path)
+    given = np.full((32, 40), 2.5, np.float32)
+    stream.put('rgb', 0)
+    stream.put('depth', 0, given)
+    out = np.empty((32, 40), np.float32)
+    stream.read_frame('depth', 0, out)  # waits for the writer first
+    np.testing.assert_array_equal(out, given)
+    rgb = np.empty((32, 40, 3), np.uint8)
+    stream.read_frame('rgb', 0, rgb)
+    np.testing.assert_array_equal(rgb, sources['rgb'][0])
+    with pytest.raises(ValueError, match=r"'depth' frame 1 was not put"):
+        stream.read_frame('depth', 1, out)
+    with pytest.raises(ValueError, match=r"'depth' frame 0 does not fit a \(32, 41\) array"):
+        stream.read_frame('depth', 0, np.empty((32, 41), np.float32))
+    stream.abort()

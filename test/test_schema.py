@@ -34,6 +34,9 @@ def test_valid_episode_round_trips(tmp_path: Path):
         ('rgb', lambda a: a['rgb'][..., :2], r"key 'rgb': expected shape \[N,H,W,3\]"),
         ('rgb', lambda a: a['rgb'].astype(np.float32), "key 'rgb': expected dtype uint8"),
         ('depth', lambda a: np.where(a['depth'] > 0.81, np.nan, a['depth']), 'NaN or inf'),
+        ('depth', lambda a: np.where(a['depth'] > 0.81, np.inf, a['depth']), 'NaN or inf'),
+        ('depth', lambda a: np.where(a['depth'] > 0.81, -np.inf, a['depth']), 'NaN or inf'),
+        ('depth', lambda a: np.where(a['depth'] > 0.81, -0.5, a['depth']), 'negative depth'),
         ('depth', lambda a: a['depth'].astype(np.float64), 'expected dtype float32'),
         ('depth', lambda a: a['depth'][:, :-1], 'differs from rgb'),
         ('q', lambda a: a['q'][:, :6], r"key 'q': expected shape \[N,7\]"),
@@ -56,6 +59,17 @@ def test_each_violation_names_file_and_key(tmp_path: Path, key, corrupt, message
     with pytest.raises(SchemaError, match=message):
         save_episode(tmp_path / 'bad.npz', arrays)
     assert ls(tmp_path) == []  # nothing written
+
+
+@pytest.mark.parametrize('value', [0.0, -0.0, 1e-30, float(np.finfo(np.float32).max)])
+def test_extreme_valid_depth_values_pass(value: float) -> None:
+    # the one-pass check (uint32 bits below the infinity pattern) must not reject -0.0, a
+    # subnormal or the largest float32, nor let anything past its fallback
+    arrays = episode_arrays()
+    depth = arrays['depth'].astype(np.float32)
+    depth[3, 1, 2] = np.float32(value)
+    arrays['depth'] = depth
+    assert validate_episode(arrays, 'ok.npz') == []
 
 
 def test_missing_and_unknown_keys_are_reported():
@@ -131,7 +145,7 @@ def test_save_episode_through_a_frame_stream(tmp_path: Path) -> None:
     [
         ({'compress': True}, 'a frame stream writes uncompressed files only'),
         ({'drop_last': True}, r"key 'rgb' has shape \(11, 16, 20, 3\), the stream holds"),
-        ({'nan': True}, "key 'depth': contains NaN or inf"),
+        ({'nan': True}, r"key 'depth': contains NaN or inf \(.*\) \(in frame 5\)"),
         ({'exists': True}, 'exists'),
     ],
 )
@@ -141,11 +155,12 @@ def test_save_episode_stream_failures_leave_nothing(tmp_path: Path, change, mess
     stream = open_frame_stream(tmp_path / 'ep.npz', sources)
     for i in range(len(arrays['stamp_ns'])):
         stream.put('rgb', i)
-        stream.put('depth', i)
+        if change.get('nan') and i == 5:  # a bad frame given to put(): checked as written
+            stream.put('depth', i, np.full(arrays['depth'].shape[1:], np.nan, np.float32))
+        else:
+            stream.put('depth', i)
     if change.get('exists'):
         (tmp_path / 'ep.npz').write_bytes(b'old')
-    if change.get('nan'):
-        arrays = {**arrays, 'depth': np.where(arrays['depth'] > 0.8, np.nan, arrays['depth'])}
     if change.get('drop_last'):
         arrays = {k: v[:-1] if k in FRAME_KEYS else v for k, v in arrays.items()}
     with pytest.raises(SchemaError, match=message):
