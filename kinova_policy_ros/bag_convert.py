@@ -132,50 +132,47 @@ def convert_bag(
     out = Path(out_dir)
     stem = output_stem(bag)
     _fail_if_exists(bag_s, out, stem, opts)
-    with BagSource(bag) as src:
-        rgb_t = src.require_topic(opts.rgb_topic, 'RGB', (IMAGE, COMPRESSED))
-        depth_t = src.require_topic(opts.depth_topic, 'depth', (IMAGE, COMPRESSED))
-        joint_t = src.require_topic(opts.joint_states_topic, 'joint states', (JOINT_STATE,))
-        topics = src.topics()
-        info_t = topics.get(opts.camera_info_topic)
-        if info_t is None or info_t.count == 0:
-            if not opts.allow_missing_camera_info:
+    col: FrameCollector | None = None
+    try:
+        with BagSource(bag) as src:
+            rgb_t = src.require_topic(opts.rgb_topic, 'RGB', (IMAGE, COMPRESSED))
+            depth_t = src.require_topic(opts.depth_topic, 'depth', (IMAGE, COMPRESSED))
+            joint_t = src.require_topic(opts.joint_states_topic, 'joint states', (JOINT_STATE,))
+            topics = src.topics()
+            info_t = topics.get(opts.camera_info_topic)
+            if info_t is None or info_t.count == 0:
+                if not opts.allow_missing_camera_info:
+                    src.require_topic(opts.camera_info_topic, 'camera info', (CAMERA_INFO,))
+                info_t = None
+            else:
                 src.require_topic(opts.camera_info_topic, 'camera info', (CAMERA_INFO,))
-            info_t = None
-        else:
-            src.require_topic(opts.camera_info_topic, 'camera info', (CAMERA_INFO,))
-        tf_topics = [t for t in (opts.tf_topic, opts.tf_static_topic) if t in topics]
-        for t in tf_topics:
-            src.require_topic(t, 'TF', (TF_MESSAGE,))
-        read = [rgb_t.name, depth_t.name, joint_t.name, *tf_topics]
-        if info_t is not None:
-            read.append(info_t.name)
-        info_name = None if info_t is None else info_t.name
-        single = opts.split_on_gap_s is None and not opts.compress
-        col = FrameCollector(
-            bag_s, opts, rgb_t.count, output_paths(out, stem, None)[0] if single else None
-        )
-        total = sum(topics[t].count for t in read)
-        with tqdm(
-            total=total,
-            desc=stem,
-            unit='msg',
-            position=position,
-            leave=False,
-            disable=not opts.progress,
-            mininterval=0.5,
-        ) as bar:
-            try:
+            tf_topics = [t for t in (opts.tf_topic, opts.tf_static_topic) if t in topics]
+            for t in tf_topics:
+                src.require_topic(t, 'TF', (TF_MESSAGE,))
+            read = [rgb_t.name, depth_t.name, joint_t.name, *tf_topics]
+            if info_t is not None:
+                read.append(info_t.name)
+            info_name = None if info_t is None else info_t.name
+            single = opts.split_on_gap_s is None and not opts.compress
+            col = FrameCollector(
+                bag_s, opts, rgb_t.count, output_paths(out, stem, None)[0] if single else None
+            )
+            with tqdm(
+                total=sum(topics[t].count for t in read),
+                desc=stem,
+                unit='msg',
+                position=position,
+                leave=False,
+                disable=not opts.progress,
+                mininterval=0.5,
+            ) as bar:
                 names = (rgb_t.name, depth_t.name, joint_t.name)
                 _read_messages(src, read, col, bar, info_name, names)
-            except BaseException:
-                col.end_stream(keep=False)
-                raise
-        storage = src.storage
-    try:
+            storage = src.storage
         return _finish(col, bag_s, out, stem, opts, storage, topics_report(topics, read, opts))
     finally:
-        col.end_stream(keep=False)  # deletes the temp file unless _finish saved it
+        if col is not None:  # deletes the stream's temp file unless _finish saved it
+            col.end_stream(keep=False)
 
 
 def _read_messages(
