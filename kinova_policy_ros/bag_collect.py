@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from kinova_policy_ros.bag_convert import ConvertOptions
 
-__all__ = ['FrameCollector']
+__all__ = ['FrameCollector', 'available_memory']
 
 
 def _resize(img: np.ndarray, hw: tuple[int, int], nearest: bool) -> np.ndarray:
@@ -48,6 +48,18 @@ def _resize(img: np.ndarray, hw: tuple[int, int], nearest: bool) -> np.ndarray:
     else:
         mode = cv2.INTER_AREA if h < img.shape[0] and w < img.shape[1] else cv2.INTER_LINEAR
     return cv2.resize(img, (w, h), interpolation=mode)
+
+
+def available_memory() -> int | None:
+    """Return the bytes of memory available to new allocations (Linux MemAvailable), or None."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 class FrameCollector:
@@ -135,6 +147,7 @@ class FrameCollector:
         if self.rgb is None:
             self.native_hw = (img.shape[0], img.shape[1])
             self.hw = self.opts.resize or self.native_hw
+            self._check_memory(self.hw)
             self.rgb = np.empty((self.capacity, *self.hw, 3), np.uint8)
             self.depth = np.empty((self.capacity, *self.hw), np.float32)
             self.depth_dt = np.full(self.capacity, np.inf)
@@ -170,6 +183,27 @@ class FrameCollector:
                 f'{self.stream_to}: cannot read back streamed frames: {err}'
             ) from err
         self.depth_in_file = []
+
+    def _check_memory(self, hw: tuple[int, int]) -> None:
+        """
+        Refuse an episode whose frames cannot be held in memory, before decoding it.
+
+        Held are the RGB frames and, unless depth is streamed into the output file (one
+        uncompressed episode), the depth frames: 2.1 MB per 640x480 frame, 38 GB for ten minutes
+        at 30 Hz. Running out of memory half-way would be a kill without a message.
+        """
+        per_frame = hw[0] * hw[1] * (3 if self.stream_to is not None else 3 + 4)
+        need = self.capacity * per_frame
+        have = available_memory()
+        if have is not None and need > have:
+            hint = '--resize, or record shorter bags'
+            if self.stream_to is None:
+                hint = f'--no-compress (depth then goes to the file as it is read), {hint}'
+            raise BagError(
+                f'{self.bag}: the episode needs {need / 1e9:.1f} GB of memory for its frames '
+                f'({self.capacity} frames of {hw[0]}x{hw[1]}), {have / 1e9:.1f} GB are '
+                f'available; convert with {hint}'
+            )
 
     def _fits_slot(self, msg: Any) -> bool:
         """Whether ``msg`` is a raw Image of exactly the output size (decodable in place)."""

@@ -474,6 +474,39 @@ def test_parallel_workers_isolate_failures(tmp_path: Path) -> None:
         assert r.report['frames']['kept'] == 5
 
 
+@pytest.mark.parametrize(
+    ('flag', 'need_bytes', 'hint'),
+    [('--compress', 20 * 48 * 64 * 7, '--no-compress'), ('--no-compress', 20 * 48 * 64 * 3, '')],
+)
+def test_episode_larger_than_memory_is_refused(
+    tmp_path: Path, monkeypatch, capsys, flag: str, need_bytes: int, hint: str
+) -> None:
+    from kinova_policy_ros import bag_collect
+
+    bag = tmp_path / 'long'
+    syn.write_bag(bag, syn.SynthSpec(n_frames=20))  # 48x64 frames
+    # the frames held in memory: RGB + depth, or RGB only when depth is streamed to the file
+    monkeypatch.setattr(bag_collect, 'available_memory', lambda: need_bytes - 1)
+    assert _run([str(bag), '--out', str(tmp_path / 'out'), flag]) == 1
+    err = capsys.readouterr().err
+    assert f'long: the episode needs {need_bytes / 1e9:.1f} GB of memory' in err
+    assert '(20 frames of 48x64)' in err and hint in err
+    out = tmp_path / 'out'
+    assert not out.exists() or ls(out) == []  # nothing written, no temp file
+    monkeypatch.setattr(bag_collect, 'available_memory', lambda: need_bytes)
+    assert _run([str(bag), '--out', str(tmp_path / 'out'), flag]) == 0
+
+
+def test_available_memory_reads_meminfo() -> None:
+    from kinova_policy_ros.bag_collect import available_memory
+
+    have = available_memory()
+    if Path('/proc/meminfo').exists():
+        assert have is not None and 0 < have < 1 << 50
+    else:
+        assert have is None
+
+
 def test_duplicate_output_names_are_refused(tmp_path: Path) -> None:
     for parent in ('a', 'b'):
         (tmp_path / parent).mkdir()
