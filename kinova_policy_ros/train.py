@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 import sys
 import time
+import traceback
 from typing import Any
 
 from diffusers.optimization import get_scheduler
@@ -539,6 +540,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
+    code = 1
     try:
         cfg = load_experiment_config(args.config, args.overrides)
         trainer = Trainer(
@@ -555,13 +557,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = trainer.run()
         if trainer.d.main:
             print(f'[train] done: {path}', flush=True)
-        return 0
+        code = 0
+        return code
     except KinovaPolicyError as err:
         print(f'error: {err}', file=sys.stderr)
-        return 2
+        code = 2
+        return code
+    except BaseException:
+        if dist.is_available() and dist.is_initialized():
+            traceback.print_exc()  # the worker exits below, before Python would print it
+        raise
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+            _exit_torchrun_worker(code)
+
+
+def _exit_torchrun_worker(code: int) -> None:
+    """
+    End a torchrun worker process now, skipping the interpreter's teardown.
+
+    With gloo, the teardown can deadlock: the last reference to the DDP reducer is dropped while
+    the interpreter holds the GIL, the process group's destructor joins its worker thread, and
+    that thread is still releasing a finished collective whose thread-local state needs the GIL
+    (seen about once in 15 runs of a 2-process job, right after the last step). Everything the
+    run produced is on disk by now (checkpoints are written atomically); only the streams are
+    flushed. Called only after the process group existed, i.e. in a process torchrun started.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == '__main__':
