@@ -196,8 +196,8 @@ class FrameCollector:
         need = self.capacity * per_frame
         have = available_memory()
         if have is not None and need > have:
-            hint = '--resize, or record shorter bags'
-            if self.stream_to is None:
+            hint = '--resize, or record shorter bags (ros2 bag record --max-bag-duration)'
+            if self.stream_to is None and self.opts.split_on_gap_s is None:
                 hint = f'--no-compress (depth then goes to the file as it is read), {hint}'
             raise BagError(
                 f'{self.bag}: the episode needs {need / 1e9:.1f} GB of memory for its frames '

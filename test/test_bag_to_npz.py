@@ -475,11 +475,15 @@ def test_parallel_workers_isolate_failures(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ('flag', 'need_bytes', 'hint'),
-    [('--compress', 20 * 48 * 64 * 7, '--no-compress'), ('--no-compress', 20 * 48 * 64 * 3, '')],
+    ('flags', 'need_bytes', 'no_compress_hint'),
+    [
+        (['--compress'], 20 * 48 * 64 * 7, True),
+        (['--no-compress'], 20 * 48 * 64 * 3, False),  # depth streamed: RGB only
+        (['--no-compress', '--split-on-gap', '1.0'], 20 * 48 * 64 * 7, False),  # not streamed
+    ],
 )
 def test_episode_larger_than_memory_is_refused(
-    tmp_path: Path, monkeypatch, capsys, flag: str, need_bytes: int, hint: str
+    tmp_path: Path, monkeypatch, capsys, flags: list[str], need_bytes: int, no_compress_hint: bool
 ) -> None:
     from kinova_policy_ros import bag_collect
 
@@ -487,14 +491,15 @@ def test_episode_larger_than_memory_is_refused(
     syn.write_bag(bag, syn.SynthSpec(n_frames=20))  # 48x64 frames
     # the frames held in memory: RGB + depth, or RGB only when depth is streamed to the file
     monkeypatch.setattr(bag_collect, 'available_memory', lambda: need_bytes - 1)
-    assert _run([str(bag), '--out', str(tmp_path / 'out'), flag]) == 1
+    assert _run([str(bag), '--out', str(tmp_path / 'out'), *flags]) == 1
     err = capsys.readouterr().err
     assert f'long: the episode needs {need_bytes / 1e9:.1f} GB of memory' in err
-    assert '(20 frames of 48x64)' in err and hint in err
+    assert '(20 frames of 48x64)' in err and '--resize' in err
+    assert ('--no-compress (depth' in err) == no_compress_hint
     out = tmp_path / 'out'
     assert not out.exists() or ls(out) == []  # nothing written, no temp file
     monkeypatch.setattr(bag_collect, 'available_memory', lambda: need_bytes)
-    assert _run([str(bag), '--out', str(tmp_path / 'out'), flag]) == 0
+    assert _run([str(bag), '--out', str(tmp_path / 'out'), *flags]) == 0
 
 
 def test_available_memory_reads_meminfo() -> None:
