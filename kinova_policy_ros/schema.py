@@ -207,7 +207,10 @@ def validate_episode(
 
 def check_episode(arrays: Mapping[str, Any], source: str = '<memory>') -> None:
     """Raise :class:`SchemaError` listing every problem of ``arrays`` (see validate_episode)."""
-    problems = validate_episode(arrays, source)
+    _raise_problems(validate_episode(arrays, source))
+
+
+def _raise_problems(problems: Sequence[str]) -> None:
     if problems:
         raise SchemaError('invalid episode:\n  ' + '\n  '.join(problems))
 
@@ -368,8 +371,7 @@ def save_episode(
         problems = validate_episode(arrays, str(path), values_checked=stream.keys)
         stream.wait()
         problems += [f'{path}: key {k!r}: {p}' for k, p in stream.problems.items()]
-        if problems:
-            raise SchemaError('invalid episode:\n  ' + '\n  '.join(problems))
+        _raise_problems(problems)
         _refuse_existing(target, overwrite)
         for key in stream.keys:
             if arrays[key].shape != stream.shape(key):
