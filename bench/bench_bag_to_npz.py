@@ -34,10 +34,10 @@ import time
 from typing import Any
 import zipfile
 
-from kinova_policy_ros.bag_convert import convert_bag, ConvertOptions
-from kinova_policy_ros.bag_reader import BagSource
-from kinova_policy_ros.bag_synthetic import SynthSpec, write_bag
-from kinova_policy_ros.bag_to_npz import reuse_freed_memory
+from kinova_policy_ros.bag.cli import reuse_freed_memory
+from kinova_policy_ros.bag.convert import convert_bag, ConvertOptions
+from kinova_policy_ros.bag.reader import BagSource
+from kinova_policy_ros.testing.bag_synthetic import SynthSpec, write_bag
 import numpy as np
 
 

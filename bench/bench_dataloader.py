@@ -17,8 +17,8 @@ import tempfile
 import time
 
 from common import report, rss_anon_mb
-from kinova_policy_ros.dataset import KinovaJointDataset
-from kinova_policy_ros.synthetic import write_episodes
+from kinova_policy_ros.data.dataset import KinovaJointDataset
+from kinova_policy_ros.testing.synthetic import write_episodes
 import numpy as np
 
 HERE = Path(__file__).resolve().parent

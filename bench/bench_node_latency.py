@@ -1,7 +1,8 @@
 """
 Observation -> command latency of the policy node through real DDS.
 
-Starts ``python -m kinova_policy_ros.policy_node`` with a random checkpoint of the default model
+Starts ``python -m kinova_policy_ros.ros.policy_node`` with a random checkpoint of the default
+model
 size (``ModelConfig()``, image 96x128), in the benchmark mode ``trigger_on_rgb`` (a control
 step per RGB message instead of the timer, so the measurement does not include the wait for the
 next tick) and ``action_horizon 1`` (a command per step). This process publishes joint states,
@@ -37,8 +38,9 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
-from kinova_policy_ros import image_codec
-from kinova_policy_ros.synthetic import HOME_Q, make_random_checkpoint
+from kinova_policy_ros.core import image_codec
+from kinova_policy_ros.testing.dds import claim_domain_id
+from kinova_policy_ros.testing.synthetic import HOME_Q, make_random_checkpoint
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -55,7 +57,7 @@ def _start_node(
     cmd = [
         sys.executable,
         '-m',
-        'kinova_policy_ros.policy_node',
+        'kinova_policy_ros.ros.policy_node',
         '--ros-args',
         '--params-file',
         str(ROOT / 'config' / 'policy.yaml'),
@@ -211,7 +213,6 @@ TRANSPORT_NAMES = {
 def run_child(args: argparse.Namespace) -> None:
     """Measure every mode over the transport this process was started with; print JSON lines."""
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
     with tempfile.TemporaryDirectory(prefix='bench_node_latency_') as tmp:
         checkpoint = make_random_checkpoint(Path(tmp) / 'ckpt', image_hw=tuple(args.image_hw))
         driver = Driver(args.height, args.width)
@@ -264,6 +265,7 @@ def main() -> None:
 
     import torch
 
+    domain = claim_domain_id()  # one id of this run's own, held until it ends
     rows: list[tuple[str, dict[str, float]]] = []
     for transport in args.transports.split(','):
         if transport not in TRANSPORTS:
@@ -272,7 +274,7 @@ def main() -> None:
         profile = TRANSPORTS[transport]
         if profile is not None:
             env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
-        env['ROS_DOMAIN_ID'] = str(1 + (os.getpid() + len(rows)) % 100)
+        env['ROS_DOMAIN_ID'] = str(domain.domain_id)
         child = subprocess.run(
             [sys.executable, __file__, *sys.argv[1:], '--child'],
             env=env,

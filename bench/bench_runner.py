@@ -13,8 +13,8 @@ import tempfile
 import time
 
 from common import percentiles_ms, report
-from kinova_policy_ros.inference import PolicyRunner
-from kinova_policy_ros.synthetic import make_random_checkpoint
+from kinova_policy_ros.policy.inference import PolicyRunner
+from kinova_policy_ros.testing.synthetic import make_random_checkpoint
 import numpy as np
 import torch
 

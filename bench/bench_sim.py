@@ -21,11 +21,11 @@ import tempfile
 import time
 from typing import Any
 
-from kinova_policy_ros import kinematics as kin
+from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.sim.env import Gen3Sim
 from kinova_policy_ros.sim.expert import rollout_expert
 from kinova_policy_ros.sim.mjcf import build_mjcf
-from kinova_policy_ros.sim.record_demos import record_offline
+from kinova_policy_ros.sim.ros.record_demos import record_offline
 import mujoco
 import numpy as np
 

@@ -18,10 +18,10 @@ import tempfile
 import time
 
 from common import report
-from kinova_policy_ros.config import load_experiment_config
+from kinova_policy_ros.core.config import load_experiment_config
 from kinova_policy_ros.demo import PROFILES
-from kinova_policy_ros.synthetic import write_episodes
-from kinova_policy_ros.train import Trainer
+from kinova_policy_ros.testing.synthetic import write_episodes
+from kinova_policy_ros.training.train import Trainer
 
 
 def main() -> None:

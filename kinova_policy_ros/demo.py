@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from kinova_policy_ros.errors import KinovaPolicyError
+from kinova_policy_ros.core.errors import KinovaPolicyError
 import torch
 
 REPO_CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'train.yaml'
@@ -120,7 +120,7 @@ def stage(name: str) -> None:
 
 def record(out: Path, profile: Profile) -> list[Path]:
     from kinova_policy_ros.sim.expert import DemoVariation
-    from kinova_policy_ros.sim.record_demos import record_offline, RecordOptions
+    from kinova_policy_ros.sim.ros.record_demos import record_offline, RecordOptions
 
     seeds = list(range(DEMO_SEED0, DEMO_SEED0 + profile.demonstrations))
     options = RecordOptions(
@@ -141,7 +141,7 @@ def record(out: Path, profile: Profile) -> list[Path]:
 
 
 def convert(bags: Sequence[Path], out: Path) -> list[Path]:
-    from kinova_policy_ros.bag_to_npz import convert_bags, load_options, summary_table
+    from kinova_policy_ros.bag.cli import convert_bags, load_options, summary_table
 
     options = load_options(
         None, workers=worker_count(), overwrite=True, progress=False, compress=False
@@ -155,8 +155,8 @@ def convert(bags: Sequence[Path], out: Path) -> list[Path]:
 
 
 def train(data: Path, out: Path, profile: Profile, cache: Path) -> Path:
-    from kinova_policy_ros.config import load_experiment_config
-    from kinova_policy_ros.train import Trainer
+    from kinova_policy_ros.core.config import load_experiment_config
+    from kinova_policy_ros.training.train import Trainer
 
     overrides = list(profile.train_overrides)
     if torch.cuda.is_available():
@@ -193,8 +193,8 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
 
 
 def run(profile: Profile, out: Path, fresh: bool) -> dict[str, Any]:
-    from kinova_policy_ros.evaluate import evaluate
-    from kinova_policy_ros.sim.dds_eval import evaluate_over_dds
+    from kinova_policy_ros.sim.ros.dds_eval import evaluate_over_dds
+    from kinova_policy_ros.training.evaluate import evaluate
 
     if fresh and out.exists():
         shutil.rmtree(out)

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from kinova_policy_ros.schema import Episode
-from kinova_policy_ros.synthetic import make_episode
+from kinova_policy_ros.data.schema import Episode
+from kinova_policy_ros.testing.synthetic import make_episode
 
 
 def episode_arrays(seed: int = 0, num_frames: int = 12, hw: tuple[int, int] = (16, 20)) -> dict:

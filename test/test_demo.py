@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from kinova_policy_ros import demo
-from kinova_policy_ros.config import load_experiment_config
+from kinova_policy_ros.core.config import load_experiment_config
 import pytest
 
 

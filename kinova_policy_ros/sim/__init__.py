@@ -1,9 +1,8 @@
 """
-Simulated Kinova Gen3 with a fixed RGB-D camera (MuJoCo), a scripted expert and a recorder.
+Simulated Kinova Gen3 with a fixed RGB-D camera (MuJoCo), a scripted expert, closed-loop metrics.
 
-The pure-Python layer (``mjcf``, ``env``, ``trajectory``, ``expert``, ``closed_loop``) imports
-no ROS package; ``messages``, ``sim_node``, ``expert_node``, ``recorder``, ``dds_record`` and
-``record_demos`` are the ROS 2 adapters on top of it.
+The pure-Python layer (``mjcf``, ``env``, ``trajectory``, ``expert``, ``closed_loop``,
+``eval_plots``) imports no ROS package; ``sim.ros`` holds the ROS 2 adapters on top of it.
 
 MuJoCo chooses its OpenGL back end when it is imported: headless EGL unless ``MUJOCO_GL`` says
 otherwise (``osmesa``, ``glfw``).

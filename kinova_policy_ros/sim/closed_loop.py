@@ -18,9 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kinova_policy_ros import kinematics as kin
-from kinova_policy_ros.errors import ConfigError
-from kinova_policy_ros.safety import bound_trajectory, CommandLimits, map_measured_into_range
+from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.core.errors import ConfigError
+from kinova_policy_ros.policy.safety import (
+    bound_trajectory,
+    CommandLimits,
+    map_measured_into_range,
+)
 from kinova_policy_ros.sim.env import Gen3Sim
 from kinova_policy_ros.sim.trajectory import TrajectoryCommand, TrajectoryFollower
 import numpy as np

@@ -13,8 +13,8 @@ continuous joint follows a command stream through ±π without spinning around.
 
 from dataclasses import dataclass, field
 
-from kinova_policy_ros import kinematics as kin
-from kinova_policy_ros.errors import ConfigError
+from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.core.errors import ConfigError
 from kinova_policy_ros.sim.mjcf import build_mjcf, SceneConfig
 import mujoco
 import numpy as np

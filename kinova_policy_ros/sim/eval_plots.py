@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kinova_policy_ros import kinematics as kin
-from kinova_policy_ros.plots import new_figure, save_figure
+from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.core.figures import new_figure, save_figure
 from matplotlib.axes import Axes
 import numpy as np
 

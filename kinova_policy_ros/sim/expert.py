@@ -18,8 +18,8 @@ node uses.
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kinova_policy_ros import kinematics as kin
-from kinova_policy_ros.errors import ConfigError
+from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.core.errors import ConfigError
 from kinova_policy_ros.sim.env import Gen3Sim
 from kinova_policy_ros.sim.trajectory import TrajectoryCommand, TrajectoryFollower
 import numpy as np

@@ -12,7 +12,7 @@ off: on a CPU renderer (llvmpipe) shadows cost ~20x and 4x MSAA ~2.5x the render
 
 from dataclasses import dataclass
 
-from kinova_policy_ros import kinematics as kin
+from kinova_policy_ros.core import kinematics as kin
 import numpy as np
 import numpy.typing as npt
 

@@ -26,8 +26,8 @@ streamed commands like the real one:
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kinova_policy_ros import kinematics as kin
-from kinova_policy_ros.errors import KinovaPolicyError
+from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.core.errors import KinovaPolicyError
 import numpy as np
 import numpy.typing as npt
 

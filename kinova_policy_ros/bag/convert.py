@@ -1,0 +1,378 @@
+"""
+Conversion of one rosbag2 recording to npz episodes (the engine behind ``bag_to_npz``).
+
+One streaming pass over the bag (:class:`~kinova_policy_ros.bag.collect.FrameCollector`): RGB
+and depth frames are decoded straight into preallocated output arrays, and for one uncompressed
+output file they are written into it while the bag is still being read; joint states / TF /
+CameraInfo are collected (they are small). At the end the frames without a matching depth or
+joint state are dropped in place (the streamed file is then discarded and the kept frames are
+written the ordinary way), the episode is split into segments if asked, and every segment is
+validated and written atomically with its JSON report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+import json
+from pathlib import Path
+import re
+from typing import Any
+
+from kinova_policy_ros import __version__
+from kinova_policy_ros.bag.collect import FrameCollector
+from kinova_policy_ros.bag.options import ConvertOptions
+from kinova_policy_ros.bag.reader import BagSource, resolve_bag_path
+from kinova_policy_ros.bag.sync import rebase_continuous, split_segments
+from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.core.errors import BagError
+from kinova_policy_ros.data.schema import atomic_write, Episode, save_episode
+import numpy as np
+from tqdm import tqdm
+
+__all__ = ['ConvertOptions', 'convert_bag', 'output_paths', 'output_stem']
+
+IMAGE = 'sensor_msgs/msg/Image'
+COMPRESSED = 'sensor_msgs/msg/CompressedImage'
+JOINT_STATE = 'sensor_msgs/msg/JointState'
+CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
+TF_MESSAGE = 'tf2_msgs/msg/TFMessage'
+
+
+def output_stem(bag: str | Path) -> str:
+    """Name of a bag's outputs: the bag directory name, or the storage file name sans suffix."""
+    p = Path(bag)
+    try:
+        resolved = resolve_bag_path(p)
+    except BagError:
+        resolved = p
+    return resolved.name if resolved.is_dir() else resolved.stem
+
+
+def output_paths(out_dir: Path, stem: str, n_segments: int | None) -> list[Path]:
+    if n_segments is None:
+        return [out_dir / f'{stem}.npz']
+    return [out_dir / f'{stem}_seg{i:02d}.npz' for i in range(n_segments)]
+
+
+def _existing_outputs(out_dir: Path, stem: str) -> list[Path]:
+    pattern = re.compile(re.escape(stem) + r'(_seg\d\d+)?\.(npz|json)$')
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if pattern.fullmatch(p.name))
+
+
+def _camera(col: FrameCollector, opts: ConvertOptions) -> tuple[np.ndarray, np.ndarray, dict]:
+    assert col.hw is not None and col.native_hw is not None
+    h, w = col.hw
+    info = col.camera_info
+    if info is None:
+        return np.zeros((3, 3)), np.zeros(0), {'present': False}
+    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3).copy()
+    d = np.asarray(info.d, dtype=np.float64).reshape(-1).copy()
+    iw, ih = int(info.width), int(info.height)
+    src_w, src_h = (iw, ih) if iw > 0 and ih > 0 else (col.native_hw[1], col.native_hw[0])
+    k[0] *= w / src_w
+    k[1] *= h / src_h
+    meta = {
+        'present': True,
+        'width': iw,
+        'height': ih,
+        'distortion_model': str(info.distortion_model),
+        'k_scale_xy': [w / src_w, h / src_h],
+    }
+    return k, d, meta
+
+
+def _fail_if_exists(bag: str, out_dir: Path, stem: str, opts: ConvertOptions) -> None:
+    if opts.overwrite:
+        return
+    existing = _existing_outputs(out_dir, stem)
+    if existing:
+        raise BagError(
+            f'{bag}: output {existing[0]} exists; use --overwrite to replace it '
+            f'({len(existing)} existing file(s))'
+        )
+
+
+def convert_bag(
+    bag: str | Path, out_dir: str | Path, opts: ConvertOptions, *, position: int = 0
+) -> tuple[list[Path], dict[str, Any]]:
+    """
+    Convert one bag; return the npz paths written and the bag's report.
+
+    Raises :class:`BagError` (naming the bag and the topic) for any bad input; nothing is
+    written then.
+    """
+    bag_s = str(bag)
+    out = Path(out_dir)
+    stem = output_stem(bag)
+    _fail_if_exists(bag_s, out, stem, opts)
+    col: FrameCollector | None = None
+    try:
+        with BagSource(bag) as src:
+            rgb_t = src.require_topic(opts.rgb_topic, 'RGB', (IMAGE, COMPRESSED))
+            depth_t = src.require_topic(opts.depth_topic, 'depth', (IMAGE, COMPRESSED))
+            joint_t = src.require_topic(opts.joint_states_topic, 'joint states', (JOINT_STATE,))
+            topics = src.topics()
+            info_t = topics.get(opts.camera_info_topic)
+            if info_t is None or info_t.count == 0:
+                if not opts.allow_missing_camera_info:
+                    src.require_topic(opts.camera_info_topic, 'camera info', (CAMERA_INFO,))
+                info_t = None
+            else:
+                src.require_topic(opts.camera_info_topic, 'camera info', (CAMERA_INFO,))
+            tf_topics = [t for t in (opts.tf_topic, opts.tf_static_topic) if t in topics]
+            for t in tf_topics:
+                src.require_topic(t, 'TF', (TF_MESSAGE,))
+            read = [rgb_t.name, depth_t.name, joint_t.name, *tf_topics]
+            if info_t is not None:
+                read.append(info_t.name)
+            info_name = None if info_t is None else info_t.name
+            single = opts.split_on_gap_s is None and not opts.compress
+            col = FrameCollector(
+                bag_s, opts, rgb_t.count, output_paths(out, stem, None)[0] if single else None
+            )
+            with tqdm(
+                total=sum(topics[t].count for t in read),
+                desc=stem,
+                unit='msg',
+                position=position,
+                leave=False,
+                disable=not opts.progress,
+                mininterval=0.5,
+            ) as bar:
+                names = (rgb_t.name, depth_t.name, joint_t.name)
+                _read_messages(src, read, col, bar, info_name, names)
+            storage = src.storage
+        return _finish(col, bag_s, out, stem, opts, storage, topics_report(topics, read, opts))
+    finally:
+        if col is not None:  # deletes the stream's temp file unless _finish saved it
+            col.end_stream(keep=False)
+
+
+def _read_messages(
+    src: BagSource,
+    read: list[str],
+    col: FrameCollector,
+    bar: Any,
+    info_name: str | None,
+    names: tuple[str, str, str],
+) -> None:
+    opts = col.opts
+    rgb_name, depth_name, joint_name = names
+    for conn, bag_ns, raw in src.messages(read):
+        topic = conn.topic
+        if topic == info_name and col.camera_info is not None:
+            bar.update()
+            continue
+        msg = src.deserialize(raw, conn)
+        if topic == rgb_name:
+            col.add_rgb(msg, bag_ns)
+        elif topic == depth_name:
+            col.add_depth(msg, bag_ns)
+        elif topic == joint_name:
+            col.add_joint_state(msg, bag_ns)
+        elif topic == opts.tf_topic:
+            col.add_tf(msg, static=False)
+        elif topic == opts.tf_static_topic:
+            col.add_tf(msg, static=True)
+        else:
+            col.camera_info = msg
+        bar.update()
+
+
+def topics_report(topics: dict[str, Any], read: list[str], opts: ConvertOptions) -> dict:
+    roles = {
+        'rgb': opts.rgb_topic,
+        'depth': opts.depth_topic,
+        'joint_states': opts.joint_states_topic,
+        'camera_info': opts.camera_info_topic,
+        'tf': opts.tf_topic,
+        'tf_static': opts.tf_static_topic,
+    }
+    out: dict[str, Any] = {}
+    for role, name in roles.items():
+        t = topics.get(name)
+        out[role] = {
+            'name': name,
+            'type': t.msgtype if t else None,
+            'messages': t.count if t else 0,
+            'used': name in read,
+        }
+    return out
+
+
+def _span(stamps: np.ndarray) -> dict[str, Any]:
+    n = len(stamps)
+    duration = (int(stamps[-1]) - int(stamps[0])) * 1e-9 if n else 0.0
+    dt = float(np.median(np.diff(stamps))) * 1e-9 if n > 1 else 0.0
+    return {
+        'start_ns': int(stamps[0]) if n else 0,
+        'end_ns': int(stamps[-1]) if n else 0,
+        'duration_s': duration,
+        'rate_hz': 1.0 / dt if dt > 0 else 0.0,
+    }
+
+
+def _finish(
+    col: FrameCollector,
+    bag: str,
+    out: Path,
+    stem: str,
+    opts: ConvertOptions,
+    storage: str,
+    topics: dict[str, Any],
+) -> tuple[list[Path], dict[str, Any]]:
+    col.settle_pending()
+    n = len(col.stamps)
+    if n == 0 or col.rgb is None or col.depth is None:
+        raise BagError(f'{bag}: topic {opts.rgb_topic!r}: no RGB frame could be read')
+    if col.depth_count == 0:
+        raise BagError(f'{bag}: topic {opts.depth_topic!r}: no depth frame could be read')
+    if len(col.joints) == 0:
+        raise BagError(
+            f'{bag}: topic {opts.joint_states_topic!r}: no message has the arm joints '
+            f'{list(opts.joint_names)}'
+        )
+    stamps = np.asarray(col.stamps, dtype=np.int64)
+    period = float(np.median(np.diff(stamps))) * 1e-9 if n > 1 else 0.0
+    tol = opts.depth_tolerance_s if opts.depth_tolerance_s is not None else 0.5 * period
+    depth_dt = col.depth_dt[:n]
+    depth_ok = depth_dt <= tol + 1e-12 if n > 1 or opts.depth_tolerance_s else depth_dt < np.inf
+    js = col.joints.sample(stamps, round(opts.max_joint_gap_s * 1e9))
+    keep = depth_ok & js.valid
+    dropped = {
+        'no_depth': int(np.sum(~depth_ok)),
+        'joint_gap': int(np.sum(depth_ok & (js.reason == 'joint_gap'))),
+        'no_joint_state': int(np.sum(depth_ok & (js.reason == 'no_joint_state'))),
+        'duplicate_stamp': col.duplicates,
+    }
+    idx = np.flatnonzero(keep)
+    # the streamed file (one only without split_on_gap_s) holds every RGB frame in order: it is
+    # the output when all of them were kept
+    keep_stream = len(idx) == col.capacity
+    if not keep_stream:
+        col.depth_to_memory()  # the arrays become the output: frames only in the file come back
+    stream = col.end_stream(keep=keep_stream)
+    for k, i in enumerate(idx):  # compact in place: k <= i, so nothing is read after overwrite
+        if k != i:
+            col.rgb[k] = col.rgb[i]
+            col.depth[k] = col.depth[i]
+    m = len(idx)
+    stamps_k, q_all, dq_all = stamps[idx], js.q[idx], js.dq[idx]
+    ee_source, fk_fallback = 'fk', 0
+    xyz, rpy = kin.fk(q_all) if m else (np.zeros((0, 3)), np.zeros((0, 3)))
+    chain = col.tf.chain(opts.base_frame, opts.ee_frame)
+    if chain is not None and m:
+        poses, ok = col.tf.lookup(
+            opts.base_frame, opts.ee_frame, stamps_k, round(opts.max_joint_gap_s * 1e9)
+        )
+        ee_source = 'tf'
+        fk_fallback = int(np.sum(~ok))
+        xyz = np.where(ok[:, None], poses[:, :3, 3], xyz)
+        rpy = np.where(ok[:, None], kin.matrix_to_rpy(poses[:, :3, :3]), rpy)
+    gap_ns = None if opts.split_on_gap_s is None else round(opts.split_on_gap_s * 1e9)
+    segments = split_segments(stamps_k, gap_ns)
+    short = [s for s in segments if s.stop - s.start < opts.min_frames]
+    segments = [s for s in segments if s.stop - s.start >= opts.min_frames]
+    dropped['short_segment'] = int(sum(s.stop - s.start for s in short))
+    if not segments:
+        raise BagError(
+            f'{bag}: no episode of at least {opts.min_frames} frames is left after '
+            f'synchronisation ({n} RGB frames on {opts.rgb_topic!r}, dropped: {dropped})'
+        )
+    k_mat, d_vec, cam_meta = _camera(col, opts)
+    assert col.hw is not None
+    kept_total = int(sum(s.stop - s.start for s in segments))
+    report: dict[str, Any] = {
+        'source': bag,
+        'storage': storage,
+        'converter_version': __version__,
+        'topics': topics,
+        'stamp_source': opts.stamp,
+        'header_stamp_fallbacks': col.stamp_fallbacks,
+        'frames': {'rgb_messages': n + col.duplicates, 'kept': kept_total, 'dropped': dropped},
+        'depth': {
+            'messages': col.depth_count,
+            'tolerance_s': tol,
+            'max_offset_s': float(depth_dt[idx].max()) if m else 0.0,
+            'mean_offset_s': float(depth_dt[idx].mean()) if m else 0.0,
+        },
+        'joints': {
+            'names': list(opts.joint_names),
+            'messages': len(col.joints),
+            'skipped_without_arm_joints': col.joints.skipped_without_arm_joints,
+            'velocity_source': js.velocity_source,
+            'max_gap_s': opts.max_joint_gap_s,
+        },
+        'ee_pose': {
+            'source': ee_source,
+            'base_frame': opts.base_frame,
+            'ee_frame': opts.ee_frame,
+            'fk_fallback_frames': fk_fallback,
+            'tf_frames': col.tf.frames(),
+        },
+        'image': {
+            'rgb_encoding': col.encodings.get('rgb', ''),
+            'depth_encoding': col.encodings.get('depth', ''),
+            'native_hw': list(col.native_hw or ()),
+            'depth_native_hw': list(col.depth_native_hw or ()),
+            'output_hw': list(col.hw),
+        },
+        'camera_info': cam_meta,
+        'time': _span(stamps_k[slice(segments[0].start, segments[-1].stop)]),
+        'options': {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in asdict(opts).items()
+            if k not in ('workers', 'progress', 'overwrite')
+        },
+    }
+    paths = output_paths(out, stem, None if gap_ns is None else len(segments))
+    continuous = np.asarray(kin.CONTINUOUS, dtype=bool)
+    written: list[Path] = []
+    for seg, path in zip(segments, paths):
+        episode = Episode(
+            stamp_ns=stamps_k[seg],
+            rgb=col.rgb[seg],
+            depth=col.depth[seg],
+            q=rebase_continuous(q_all[seg], continuous),
+            dq=dq_all[seg],
+            ee_xyz=xyz[seg],
+            ee_rpy=rpy[seg],
+            joint_names=tuple(opts.joint_names),
+            camera_K=k_mat,
+            camera_D=d_vec,
+            camera_width=int(col.hw[1]),
+            camera_height=int(col.hw[0]),
+        )
+        seg_report = dict(
+            report,
+            output=path.name,
+            segment={
+                'index': len(written),
+                'of': len(segments),
+                'frames': seg.stop - seg.start,
+                **_span(stamps_k[seg]),
+            },
+        )
+        written.append(
+            save_episode(
+                path, episode, compress=opts.compress, overwrite=opts.overwrite, stream=stream
+            )
+        )
+        _write_json(path.with_suffix('.json'), seg_report, overwrite=opts.overwrite)
+    if opts.overwrite:
+        keep_names = {p.name for p in written} | {p.with_suffix('.json').name for p in written}
+        for stale in _existing_outputs(out, stem):
+            if stale.name not in keep_names:
+                stale.unlink()
+    report['outputs'] = [p.name for p in written]
+    return written, report
+
+
+def _write_json(path: Path, report: dict[str, Any], *, overwrite: bool) -> None:
+    text = json.dumps(report, indent=2) + '\n'
+    try:
+        atomic_write(path, lambda tmp: tmp.write_text(text), overwrite=overwrite)
+    except OSError as err:
+        raise BagError(f'{path}: cannot write report: {err}') from err

@@ -1,0 +1,507 @@
+"""
+The one configuration system: a dataclass per component, validated in ``__post_init__``.
+
+``ExperimentConfig`` groups ``data``, ``model`` and ``train`` (with ``train.ema`` and
+``train.augment``). It loads from YAML, takes dotted command-line overrides whose values are
+parsed as YAML (``train.num_steps=20``, ``data.resize_hw=[96,128]``) and rejects unknown keys and
+bad values with a :class:`ConfigError` naming the dotted key and the value.
+"""
+
+from collections.abc import Mapping, Sequence
+import dataclasses
+from dataclasses import dataclass, field
+import os
+from pathlib import Path
+import types
+import typing
+from typing import Any, TypeVar, Union
+
+from kinova_policy_ros.core.errors import ConfigError
+import yaml
+
+LR_SCHEDULERS = (
+    'linear',
+    'cosine',
+    'cosine_with_restarts',
+    'polynomial',
+    'constant',
+    'constant_with_warmup',
+    'piecewise_constant',
+)
+
+
+def _require(ok: bool, key: str, value: Any, what: str) -> None:
+    if not ok:
+        raise ConfigError(f'{key}: {what}, got {value!r}')
+
+
+@dataclass
+class DataConfig:
+    """How episodes become samples (SPEC §4)."""
+
+    resize_hw: tuple[int, int] = (96, 128)
+    # Region of the camera image the model sees, before the resize: (top, left, height, width)
+    # as fractions of the image, so it holds at any camera resolution; null = the whole image.
+    # With a fixed camera, cropping to the workspace gives the model more pixels per cm.
+    crop: tuple[float, float, float, float] | None = None
+    max_depth_m: float = 2.0
+    normalize_depth01: bool = True
+    max_episode_length: int | None = None
+    obs_horizon: int = 8
+    # Prepend the episode's first observation to every window, so the model sees 1 + obs_horizon
+    # frames: a view of the scene from before the arm moved (of a target the arm later hides
+    # from the camera, say). At run time it is the first observation after a reset.
+    anchor_frame: bool = False
+    pred_horizon: int = 12
+    action_horizon: int = 6
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.resize_hw = tuple(self.resize_hw)  # type: ignore[assignment]
+        _require(
+            len(self.resize_hw) == 2 and all(int(v) >= 8 for v in self.resize_hw),
+            'data.resize_hw',
+            self.resize_hw,
+            'must be [H, W] with H, W >= 8',
+        )
+        if self.crop is not None:
+            crop = tuple(float(v) for v in self.crop)
+            self.crop = crop  # type: ignore[assignment]
+            ok = len(crop) == 4
+            if ok:
+                top, left, height, width = crop
+                ok = (
+                    0.0 <= top < 1.0
+                    and 0.0 <= left < 1.0
+                    and height > 0.0
+                    and width > 0.0
+                    and top + height <= 1.0 + 1e-9
+                    and left + width <= 1.0 + 1e-9
+                )
+            _require(
+                ok,
+                'data.crop',
+                self.crop,
+                'must be null or [top, left, height, width], fractions of the image with '
+                'top + height <= 1 and left + width <= 1',
+            )
+        _require(self.max_depth_m > 0, 'data.max_depth_m', self.max_depth_m, 'must be > 0')
+        _require(
+            self.max_episode_length is None or self.max_episode_length >= 1,
+            'data.max_episode_length',
+            self.max_episode_length,
+            'must be null or >= 1',
+        )
+        _require(self.obs_horizon >= 1, 'data.obs_horizon', self.obs_horizon, 'must be >= 1')
+        _require(
+            isinstance(self.anchor_frame, bool),
+            'data.anchor_frame',
+            self.anchor_frame,
+            'must be true or false',
+        )
+        _require(self.pred_horizon >= 1, 'data.pred_horizon', self.pred_horizon, 'must be >= 1')
+        _require(
+            1 <= self.action_horizon <= self.pred_horizon,
+            'data.action_horizon',
+            self.action_horizon,
+            f'must be in 1..pred_horizon ({self.pred_horizon})',
+        )
+        _require(
+            0.0 <= self.val_fraction < 1.0,
+            'data.val_fraction',
+            self.val_fraction,
+            'must be in [0, 1)',
+        )
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of ``TransformerJointGripperNoDQ`` (SPEC §5)."""
+
+    d_model: int = 128
+    nhead: int = 4
+    num_encoder_layers: int = 2
+    num_decoder_layers: int = 2
+    dim_feedforward: int = 512
+    dropout: float = 0.1
+    img_feat_dim: int = 64
+    q_feat_dim: int = 32
+    conv_channels: tuple[int, ...] = (32, 64, 128)
+    #: 'avg' (global average pooling, the seed design) or 'spatial_softmax' (keypoints).
+    image_pool: str = 'avg'
+    #: 'none' (the seed design) or 'group' (GroupNorm after each conv: finds small objects
+    #: much sooner in training).
+    conv_norm: str = 'none'
+    #: Initial inverse temperature of the spatial softmax (``image_pool: spatial_softmax``).
+    keypoint_beta: float = 1.0
+    max_pred_horizon: int = 32
+    num_joints: int = 7
+    #: Predict each target as a change from the newest observed joint positions (the output is
+    #: still absolute normalized joints in [-1, 1]); False = the seed design.
+    residual: bool = False
+    #: Pre-LayerNorm transformer layers (``norm_first``); False = PyTorch's default post-norm.
+    norm_first: bool = False
+    #: Add the goal head (a training aid for ``train.aux_goal_weight``; unused online).
+    goal_head: bool = False
+
+    def __post_init__(self) -> None:
+        self.conv_channels = tuple(self.conv_channels)
+        for key in ('d_model', 'nhead', 'dim_feedforward', 'img_feat_dim', 'q_feat_dim'):
+            _require(getattr(self, key) >= 1, f'model.{key}', getattr(self, key), 'must be >= 1')
+        _require(
+            self.d_model % self.nhead == 0,
+            'model.d_model',
+            self.d_model,
+            f'must be divisible by model.nhead ({self.nhead})',
+        )
+        for key in ('num_encoder_layers', 'num_decoder_layers'):
+            _require(getattr(self, key) >= 1, f'model.{key}', getattr(self, key), 'must be >= 1')
+        _require(0.0 <= self.dropout < 1.0, 'model.dropout', self.dropout, 'must be in [0, 1)')
+        _require(
+            len(self.conv_channels) >= 1 and all(c >= 1 for c in self.conv_channels),
+            'model.conv_channels',
+            self.conv_channels,
+            'must be a non-empty list of positive ints',
+        )
+        _require(
+            self.image_pool in ('avg', 'spatial_softmax'),
+            'model.image_pool',
+            self.image_pool,
+            "must be 'avg' or 'spatial_softmax'",
+        )
+        _require(self.keypoint_beta > 0, 'model.keypoint_beta', self.keypoint_beta, 'must be > 0')
+        _require(
+            self.conv_norm in ('none', 'group'),
+            'model.conv_norm',
+            self.conv_norm,
+            "must be 'none' or 'group'",
+        )
+        _require(
+            self.max_pred_horizon >= 1, 'model.max_pred_horizon', self.max_pred_horizon, '>= 1'
+        )
+        _require(self.num_joints >= 1, 'model.num_joints', self.num_joints, 'must be >= 1')
+
+
+@dataclass
+class EMAConfig:
+    """Arguments of ``diffusers.training_utils.EMAModel``."""
+
+    decay: float = 0.9999
+    min_decay: float = 0.0
+    update_after_step: int = 0
+    use_ema_warmup: bool = True
+    inv_gamma: float = 1.0
+    power: float = 0.75
+    foreach: bool = False
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.decay <= 1.0, 'train.ema.decay', self.decay, 'must be in [0, 1]')
+        _require(
+            0.0 <= self.min_decay <= self.decay,
+            'train.ema.min_decay',
+            self.min_decay,
+            'must be in [0, decay]',
+        )
+        _require(
+            self.update_after_step >= 0,
+            'train.ema.update_after_step',
+            self.update_after_step,
+            'must be >= 0',
+        )
+        _require(self.inv_gamma > 0, 'train.ema.inv_gamma', self.inv_gamma, 'must be > 0')
+        _require(self.power > 0, 'train.ema.power', self.power, 'must be > 0')
+
+
+@dataclass
+class AugmentConfig:
+    """
+    Training-only measures against copying the joint history and overfitting.
+
+    All default to off (the seed recipe). Noise is in normalized joint units ([-1, 1] range).
+    """
+
+    image_shift_px: int = 0
+    color_jitter: float = 0.0
+    q_noise_std: float = 0.0
+    q_history_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(
+            self.image_shift_px >= 0,
+            'train.augment.image_shift_px',
+            self.image_shift_px,
+            'must be >= 0',
+        )
+        _require(
+            0.0 <= self.color_jitter < 1.0,
+            'train.augment.color_jitter',
+            self.color_jitter,
+            'must be in [0, 1)',
+        )
+        _require(
+            self.q_noise_std >= 0,
+            'train.augment.q_noise_std',
+            self.q_noise_std,
+            'must be >= 0',
+        )
+        _require(
+            0.0 <= self.q_history_dropout <= 1.0,
+            'train.augment.q_history_dropout',
+            self.q_history_dropout,
+            'must be in [0, 1]',
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(
+            self.image_shift_px or self.color_jitter or self.q_noise_std or self.q_history_dropout
+        )
+
+
+@dataclass
+class TrainConfig:
+    """Optimizer, learning-rate schedule (diffusers), EMA and loop settings."""
+
+    batch_size: int = 64
+    num_steps: int = 2000
+    lr: float = 3.0e-4
+    weight_decay: float = 1.0e-4
+    lr_scheduler: str = 'cosine'
+    lr_warmup_steps: int = 100
+    #: ``cosine_with_restarts``: number of hard restarts.
+    lr_num_cycles: int = 1
+    #: ``polynomial``: power of the decay.
+    lr_power: float = 1.0
+    #: ``piecewise_constant``: rules like ``'1:10,0.1:20,0.01:30,0.005'``.
+    lr_step_rules: str | None = None
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = 'auto'
+    num_workers: int = 0
+    val_every: int = 200
+    checkpoint_every: int = 500
+    log_every: int = 10
+    #: Sample episode starts (t < obs_horizon) this many times more often (1 = uniform).
+    start_oversample: float = 1.0
+    #: Windows per segment: S consecutive samples share their K+S-1 frame encodings (1 = every
+    #: sample independent, the seed recipe). About (K*S)/(K+S-1) times fewer image encodings.
+    windows_per_segment: int = 1
+    #: Weight of the auxiliary loss "where does the end effector end this episode" (from the
+    #: episode's last ee_xyz; needs model.goal_head). 0 = off, the seed recipe.
+    aux_goal_weight: float = 0.0
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        for key in ('batch_size', 'num_steps', 'val_every', 'checkpoint_every', 'log_every'):
+            _require(getattr(self, key) >= 1, f'train.{key}', getattr(self, key), 'must be >= 1')
+        _require(self.lr > 0, 'train.lr', self.lr, 'must be > 0')
+        _require(self.weight_decay >= 0, 'train.weight_decay', self.weight_decay, 'must be >= 0')
+        _require(
+            self.lr_scheduler in LR_SCHEDULERS,
+            'train.lr_scheduler',
+            self.lr_scheduler,
+            f'must be one of {", ".join(LR_SCHEDULERS)}',
+        )
+        _require(
+            self.lr_warmup_steps >= 0,
+            'train.lr_warmup_steps',
+            self.lr_warmup_steps,
+            'must be >= 0',
+        )
+        _require(self.lr_num_cycles >= 1, 'train.lr_num_cycles', self.lr_num_cycles, '>= 1')
+        _require(self.lr_power > 0, 'train.lr_power', self.lr_power, 'must be > 0')
+        if self.lr_scheduler == 'piecewise_constant':
+            _require(
+                bool(self.lr_step_rules),
+                'train.lr_step_rules',
+                self.lr_step_rules,
+                'is required by lr_scheduler piecewise_constant',
+            )
+        if self.lr_step_rules is not None:
+            _check_step_rules(self.lr_step_rules)
+        _require(self.grad_clip >= 0, 'train.grad_clip', self.grad_clip, 'must be >= 0 (0 = off)')
+        _require(
+            self.device == 'auto' or self.device == 'cpu' or self.device.startswith('cuda'),
+            'train.device',
+            self.device,
+            "must be 'auto', 'cpu' or 'cuda[:N]'",
+        )
+        _require(self.num_workers >= 0, 'train.num_workers', self.num_workers, 'must be >= 0')
+        _require(
+            self.windows_per_segment >= 1 and self.batch_size % self.windows_per_segment == 0,
+            'train.windows_per_segment',
+            self.windows_per_segment,
+            f'must be >= 1 and divide train.batch_size ({self.batch_size})',
+        )
+        _require(
+            self.aux_goal_weight >= 0, 'train.aux_goal_weight', self.aux_goal_weight, '>= 0'
+        )
+        _require(
+            self.start_oversample >= 1.0,
+            'train.start_oversample',
+            self.start_oversample,
+            'must be >= 1',
+        )
+
+
+def _check_step_rules(rules: str) -> None:
+    """Check the diffusers piecewise_constant syntax ``'mult:step,mult:step,...,mult'``."""
+    parts = rules.split(',')
+    try:
+        for part in parts[:-1]:
+            mult, step = part.split(':')
+            float(mult)
+            int(step)
+        float(parts[-1])
+    except ValueError as err:
+        raise ConfigError(
+            f"train.lr_step_rules: expected 'mult:step,...,mult_last', got {rules!r}"
+        ) from err
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything the trainer needs; ``data`` and ``model`` also travel with the checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+T = TypeVar('T')
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML value to the annotated type ``tp``, raising ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f'{key}: expected a mapping, got {value!r}')
+        return from_dict(tp, value, prefix=key)  # type: ignore[arg-type]
+    if origin is tuple:
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise ConfigError(f'{key}: expected a list, got {value!r}')
+        elem = args[0]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, elem, f'{key}[{i}]') for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f'{key}: expected {len(args)} values, got {value!r}')
+        return tuple(_convert(v, a, f'{key}[{i}]') for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f'{key}: expected true/false, got {value!r}')
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f'{key}: expected an integer, got {value!r}')
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f'{key}: expected a number, got {value!r}')
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f'{key}: expected a string, got {value!r}')
+        return value
+    raise ConfigError(f'{key}: unsupported field type {tp!r}')  # pragma: no cover
+
+
+def from_dict(cls: type[T], values: Mapping[str, Any], prefix: str = '') -> T:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys (named with ``prefix``)."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    dotted = f'{prefix}.' if prefix else ''
+    for key in values:
+        if key not in names:
+            raise ConfigError(f'{dotted}{key}: unknown key (known: {", ".join(sorted(names))})')
+    kwargs = {k: _convert(v, hints[k], f'{dotted}{k}') for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f'{prefix or cls.__name__}: {err}') from err
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Return a plain, YAML/JSON-serializable dict (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``'a.b.c=value'`` into the key path and the YAML-parsed value."""
+    if '=' not in text:
+        raise ConfigError(f'override {text!r}: expected dotted.key=value')
+    key, raw = text.split('=', 1)
+    path = key.strip().split('.')
+    if not all(path):
+        raise ConfigError(f'override {text!r}: empty key component')
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f'{key}: cannot parse value {raw!r} as YAML: {err}') from err
+    return path, value
+
+
+def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply dotted overrides to a nested dict (a copy); unknown keys are caught by from_dict."""
+    out: dict[str, Any] = _deep_copy(values)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f'{".".join(path[: i + 1])}: is not a section')
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _deep_copy(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in d.items()}
+
+
+def load_experiment_config(
+    path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
+) -> ExperimentConfig:
+    """Load an :class:`ExperimentConfig` from YAML (or defaults) plus dotted overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise ConfigError(f'{path}: cannot read config: {err}') from err
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f'{path}: invalid YAML: {err}') from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f'{path}: expected a mapping at the top level')
+        values = loaded or {}
+    values = apply_overrides(values, overrides)
+    try:
+        return from_dict(ExperimentConfig, values)
+    except ConfigError as err:
+        where = f'{path}: ' if path is not None else ''
+        raise ConfigError(f'{where}{err}') from err

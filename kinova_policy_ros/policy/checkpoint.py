@@ -1,0 +1,192 @@
+"""
+The checkpoint directory format (no pickle anywhere).
+
+A checkpoint directory holds:
+
+- ``model.safetensors`` — the weights to run (the EMA weights when training with EMA);
+- ``config.json`` — ``format_version``, ``model`` and ``data`` configs, normalization ``stats``,
+  ``joint_names``, the frame period ``dt`` (s), ``step`` and metrics: everything the online
+  node needs, it never reads the dataset;
+- optionally ``training_state.safetensors`` + ``training_state.json`` — raw weights,
+  optimizer, scheduler, EMA and RNG state for an exact resume (see ``train.py``).
+
+Directories are written under a temporary name and renamed, so a crash never leaves a
+checkpoint that looks complete but is not.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+import json
+import os
+from pathlib import Path
+import shutil
+import tempfile
+from typing import Any
+
+from kinova_policy_ros.core.config import DataConfig, from_dict, ModelConfig, to_dict
+from kinova_policy_ros.core.errors import CheckpointError, ConfigError
+from kinova_policy_ros.data.preprocess import JointStats
+from kinova_policy_ros.policy.model import TransformerJointGripperNoDQ
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+import torch
+
+FORMAT_VERSION = 1
+MODEL_FILE = 'model.safetensors'
+CONFIG_FILE = 'config.json'
+STATE_TENSORS_FILE = 'training_state.safetensors'
+STATE_JSON_FILE = 'training_state.json'
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What ``config.json`` says about a checkpoint."""
+
+    path: Path
+    model: ModelConfig
+    data: DataConfig
+    stats: JointStats
+    joint_names: tuple[str, ...]
+    dt: float
+    step: int
+    extra: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            'format_version': FORMAT_VERSION,
+            'model_class': TransformerJointGripperNoDQ.__name__,
+            'model': to_dict(self.model),
+            'data': to_dict(self.data),
+            'stats': self.stats.to_dict(),
+            'joint_names': list(self.joint_names),
+            'dt': self.dt,
+            'step': self.step,
+            **self.extra,
+        }
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(obj, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    out_dir: str | os.PathLike[str],
+    model: torch.nn.Module,
+    info: CheckpointInfo,
+    training_tensors: Mapping[str, torch.Tensor] | None = None,
+    training_json: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint directory atomically (build under a temp name, then rename)."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
+    try:
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / MODEL_FILE), metadata={'format_version': '1'})
+        _write_json_atomic(tmp / CONFIG_FILE, info.to_json())
+        if training_tensors is not None:
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in training_tensors.items()},
+                str(tmp / STATE_TENSORS_FILE),
+            )
+        if training_json is not None:
+            _write_json_atomic(tmp / STATE_JSON_FILE, dict(training_json))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
+    """Read and validate ``config.json``; errors name the file and the field."""
+    root = Path(path)
+    cfg_path = root / CONFIG_FILE
+    if not root.is_dir():
+        raise CheckpointError(f'{root}: checkpoint directory does not exist')
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except OSError as err:
+        raise CheckpointError(f'{cfg_path}: cannot read checkpoint config: {err}') from err
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f'{cfg_path}: invalid JSON: {err}') from err
+    for key in ('format_version', 'model', 'data', 'stats', 'joint_names', 'dt'):
+        if key not in raw:
+            raise CheckpointError(f'{cfg_path}: missing field {key!r}')
+    if raw['format_version'] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{cfg_path}: field 'format_version' is {raw['format_version']!r}, "
+            f'this code reads {FORMAT_VERSION}'
+        )
+    try:
+        model_cfg = from_dict(ModelConfig, raw['model'], prefix='model')
+        data_cfg = from_dict(DataConfig, raw['data'], prefix='data')
+    except ConfigError as err:
+        raise CheckpointError(f'{cfg_path}: {err}') from err
+    stats = JointStats.from_dict(raw['stats'], f'{cfg_path}: stats')
+    names = tuple(str(n) for n in raw['joint_names'])
+    if len(names) != model_cfg.num_joints or len(set(names)) != len(names):
+        raise CheckpointError(
+            f"{cfg_path}: field 'joint_names' must be {model_cfg.num_joints} unique names, "
+            f'got {list(names)}'
+        )
+    if stats.q_min.shape[0] != model_cfg.num_joints:
+        raise CheckpointError(f"{cfg_path}: field 'stats' has {stats.q_min.shape[0]} joints")
+    dt = raw['dt']
+    if not isinstance(dt, int | float) or not dt > 0:
+        raise CheckpointError(f"{cfg_path}: field 'dt' must be a positive number, got {dt!r}")
+    known = {'format_version', 'model_class', 'model', 'data', 'stats', 'joint_names', 'dt'}
+    extra = {k: v for k, v in raw.items() if k not in known | {'step'}}
+    return CheckpointInfo(
+        root, model_cfg, data_cfg, stats, names, float(dt), int(raw.get('step', 0)), extra
+    )
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """Load ``model.safetensors`` into ``model``, naming any missing or mismatched tensor."""
+    file = path / MODEL_FILE
+    try:
+        tensors = load_file(str(file))
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError(f'{file}: cannot read weights: {err}') from err
+    expected = model.state_dict()
+    for key, ref in expected.items():
+        if key not in tensors:
+            raise CheckpointError(f'{file}: missing tensor {key!r}')
+        if tensors[key].shape != ref.shape:
+            raise CheckpointError(
+                f'{file}: tensor {key!r} has shape {list(tensors[key].shape)}, the model config '
+                f'needs {list(ref.shape)}'
+            )
+    unexpected = sorted(set(tensors) - set(expected))
+    if unexpected:
+        raise CheckpointError(f'{file}: unexpected tensor {unexpected[0]!r}')
+    model.load_state_dict(tensors)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = 'cpu'
+) -> tuple[TransformerJointGripperNoDQ, CheckpointInfo]:
+    """Build the model from ``config.json``, load its weights, move it to ``device`` (eval)."""
+    info = read_checkpoint_info(path)
+    model = TransformerJointGripperNoDQ(info.model, obs_horizon=info.data.obs_horizon)
+    load_weights(info.path, model)
+    return model.to(device).eval(), info
+
+
+def link_checkpoint(target: Path, link: Path) -> None:
+    """Point ``link`` (e.g. ``checkpoints/last``) at ``target`` atomically (relative symlink)."""
+    tmp = link.parent / f'.{link.name}.tmp'
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(os.path.relpath(target, link.parent), tmp)
+    os.replace(tmp, link)

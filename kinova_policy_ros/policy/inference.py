@@ -1,0 +1,174 @@
+"""
+``PolicyRunner``: the online side of the policy, pure torch/numpy (no ROS).
+
+It keeps the tokens of the last K observations (the frame cache), so a control step encodes one
+new frame and runs the transformer on the window. Before K observations exist the window is
+edge-padded with the first one, exactly like the dataset, so ``predict()`` after pushing frames
+``0..t`` of an episode equals the model on dataset item ``t``.
+"""
+
+from collections import deque
+from collections.abc import Mapping
+import os
+from typing import Any
+
+from kinova_policy_ros.core.errors import CheckpointError
+from kinova_policy_ros.data.preprocess import preprocess_frames
+from kinova_policy_ros.policy.checkpoint import CheckpointInfo, load_checkpoint
+from kinova_policy_ros.policy.model import TransformerJointGripperNoDQ
+import numpy as np
+import torch
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; anything else as given."""
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise CheckpointError(f'device {device!r} requested but CUDA is not available')
+    return torch.device(device)
+
+
+class PolicyRunner:
+    """Feed observations one at a time, get denormalized joint targets in radians."""
+
+    def __init__(
+        self,
+        model: TransformerJointGripperNoDQ,
+        info: CheckpointInfo,
+        device: torch.device,
+        use_cache: bool = True,
+    ) -> None:
+        self.model = model
+        self.info = info
+        self.device = device
+        self.use_cache = use_cache
+        data = info.data
+        self.joint_names: tuple[str, ...] = info.joint_names
+        self.dt: float = info.dt
+        self.obs_horizon: int = data.obs_horizon
+        self.anchor_frame: bool = data.anchor_frame
+        self.pred_horizon: int = data.pred_horizon
+        self.action_horizon: int = data.action_horizon
+        self.image_hw: tuple[int, int] = data.resize_hw
+        self.q_min: np.ndarray = info.stats.q_min.copy()
+        self.q_max: np.ndarray = info.stats.q_max.copy()
+        self._q_norm = info.stats.q
+        self._tokens: deque[torch.Tensor] = deque(maxlen=self.obs_horizon)
+        self._frames: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque(
+            maxlen=self.obs_horizon
+        )
+        # token (or frame) of the first observation since the reset: left padding, and the
+        # anchor heading every window with data.anchor_frame
+        self._first: Any = None
+        self._q_last = torch.zeros(len(self.joint_names), device=device)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        device: str = 'cpu',
+        use_cache: bool = True,
+        expected: Mapping[str, Any] | None = None,
+    ) -> 'PolicyRunner':
+        """
+        Load a checkpoint directory.
+
+        :param expected: optional ``{field: value}`` the checkpoint must match, with fields like
+            ``'joint_names'``, ``'dt'`` or ``'data.obs_horizon'``; a mismatch raises
+            :class:`CheckpointError` naming the field.
+        """
+        dev = resolve_device(device)
+        model, info = load_checkpoint(path, dev)
+        if expected:
+            cfg = info.to_json()
+            for dotted, want in expected.items():
+                node: Any = cfg
+                for part in dotted.split('.'):
+                    if not isinstance(node, dict) or part not in node:
+                        raise CheckpointError(f'{path}: checkpoint has no field {dotted!r}')
+                    node = node[part]
+                have = list(node) if isinstance(node, tuple | list) else node
+                want_v = list(want) if isinstance(want, tuple | list) else want
+                if have != want_v:
+                    raise CheckpointError(
+                        f'{path}: field {dotted!r} is {have!r}, expected {want_v!r}'
+                    )
+        return cls(model, info, dev, use_cache)
+
+    @property
+    def num_observations(self) -> int:
+        """Observations in the window (at most ``obs_horizon``)."""
+        return len(self._tokens) if self.use_cache else len(self._frames)
+
+    def reset(self) -> None:
+        """Forget all observations (e.g. after stale input or a new episode)."""
+        self._tokens.clear()
+        self._frames.clear()
+        self._first = None
+
+    def _prepare(
+        self, rgb: np.ndarray, depth_m: np.ndarray, q: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != (len(self.joint_names),):
+            raise ValueError(f'q: expected {len(self.joint_names)} joint positions, got {q.shape}')
+        if not np.all(np.isfinite(q)):
+            raise ValueError(f'q: non-finite joint positions {q}')
+        data = self.info.data
+        rgb_t, depth_t = preprocess_frames(
+            np.asarray(rgb)[None],
+            np.asarray(depth_m, dtype=np.float32)[None],
+            data.resize_hw,
+            data.max_depth_m,
+            data.normalize_depth01,
+            data.crop,
+        )  # [1,3,h,w], [1,1,h,w]
+        q_t = torch.from_numpy(self._q_norm.normalize(q))[None]  # [1,7]
+        return rgb_t.to(self.device), depth_t.to(self.device), q_t.to(self.device)
+
+    @torch.inference_mode()
+    def push_observation(self, rgb: np.ndarray, depth_m: np.ndarray, q: np.ndarray) -> None:
+        """
+        Add the newest observation.
+
+        :param rgb: uint8 [H, W, 3] RGB at any size (resized to the model's).
+        :param depth_m: float32 [H, W] metres, 0 = invalid.
+        :param q: [7] joint positions in rad, in ``joint_names`` order, in the range the model
+            was trained on (unwrapped like the training data).
+        """
+        frame = self._prepare(rgb, depth_m, q)
+        self._q_last = frame[2][0]  # [7]
+        if self.use_cache:
+            token = self.model.encode_frames(*frame)[0]  # [1,D] -> [D]
+            if self._first is None:
+                self._first = token
+            self._tokens.append(token)
+        else:
+            if self._first is None:
+                self._first = frame
+            self._frames.append(frame)
+
+    @torch.inference_mode()
+    def predict_normalized(self) -> torch.Tensor:
+        """Predict ``[T, 7]`` normalized targets for the current window."""
+        n = self.num_observations
+        if n == 0:
+            raise RuntimeError('predict() before any push_observation()')
+        pad = self.obs_horizon - n + self.anchor_frame  # the anchor is one more first frame
+        if self.use_cache:
+            window = [self._first] * pad + list(self._tokens)
+            tokens = torch.stack(window)[None]  # K x [D] -> [1,K,D]
+        else:
+            frames = [self._first] * pad + list(self._frames)
+            rgb = torch.cat([f[0] for f in frames])  # [K,3,h,w]
+            depth = torch.cat([f[1] for f in frames])  # [K,1,h,w]
+            q = torch.cat([f[2] for f in frames])  # [K,7]
+            tokens = self.model.encode_frames(rgb, depth, q)[None]  # [K,D] -> [1,K,D]
+        q_last = self._q_last[None]  # [1,7] normalized joints of the newest observation
+        return self.model.decode_tokens(tokens, self.pred_horizon, q_last)[0]  # [1,T,7]->[T,7]
+
+    def predict(self) -> np.ndarray:
+        """Predict ``[pred_horizon, 7]`` joint targets in radians (``joint_names`` order)."""
+        pred = self.predict_normalized().float().cpu().numpy()
+        return self._q_norm.denormalize(pred)

@@ -1,0 +1,1 @@
+"""Synthetic episodes, checkpoints and bags used by the tests and the benchmarks."""

@@ -1,0 +1,405 @@
+"""
+Synthetic demonstration bags (rosbags Writer, no ROS) for the converter's tests and benchmark.
+
+:func:`write_bag` writes a rosbag2 recording (sqlite3 or MCAP, optionally compressed) with the
+topics ``ros2 bag record`` stores on a Gen3 with an RGB-D camera: RGB (raw or compressed),
+depth (16UC1, 32FC1 or compressedDepth) offset in time from RGB, ``/joint_states`` in shuffled
+order with gripper joints, CameraInfo and TF. Every value is a closed-form function of time or
+frame index (:func:`rgb_frame`, :func:`depth_frame`, :func:`joint_positions`,
+:func:`tf_pose`), so tests can recompute what the converter must output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+import heapq
+import math
+from pathlib import Path
+from typing import Any
+
+from kinova_policy_ros.core import image_codec
+from kinova_policy_ros.core import kinematics as kin
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+from rosbags.typesys import get_typestore, Stores
+
+__all__ = [
+    'GRIPPER_JOINTS',
+    'STATIC_EE',
+    'SynthSpec',
+    'SynthTruth',
+    'depth_frame',
+    'joint_positions',
+    'joint_velocities',
+    'rgb_frame',
+    'serialize_image',
+    'tf_pose',
+    'write_bag',
+]
+
+TS = get_typestore(Stores.ROS2_HUMBLE)
+GRIPPER_JOINTS = ('robotiq_85_left_knuckle_joint', 'finger_joint')
+#: Static transform tool_frame -> end_effector_link (xyz, quaternion xyzw): 90 deg about x.
+STATIC_EE = ((0.0, 0.0, 0.1), (math.sin(math.pi / 4), 0.0, 0.0, math.cos(math.pi / 4)))
+
+
+@dataclass
+class SynthSpec:
+    """What to put in a synthetic bag (all stamps in ns, rates in Hz)."""
+
+    n_frames: int = 20
+    rate_hz: float = 30.0
+    height: int = 48
+    width: int = 64
+    rgb: str = 'rgb8'  # rgb8 bgr8 rgba8 bgra8 mono8 | jpeg png (CompressedImage)
+    rgb_step_pad: int = 0
+    noise: int = 0  # RGB noise amplitude (and depth noise in mm), for realistic benchmarks
+    depth: str = '16UC1'  # 16UC1 32FC1 | compressedDepth
+    depth_hw: tuple[int, int] | None = None
+    depth_offset_s: float = 0.004
+    depth_drop: tuple[int, ...] = ()
+    joint_rate_hz: float = 100.0
+    joint_velocity: bool = True
+    joint_gap: tuple[float, float] | None = None  # (start_s, end_s) without joint states
+    rgb_gap: tuple[float, float] | None = None  # (start_s, end_s) without camera frames
+    tf: str = 'simple'  # simple | gen3 | none
+    tf_rate_hz: float = 50.0
+    camera_info: bool = True
+    storage: str = 'sqlite3'  # sqlite3 | mcap
+    compression: str = 'none'  # none | file | message | storage
+    start_ns: int = 1_700_000_000_000_000_000
+    latency_ns: int = 2_000_000
+    zero_header_stamps: bool = False
+    rgb_topic: str = '/camera/color/image_raw'
+    depth_topic: str = '/camera/depth/image_raw'
+    # topic -> (message type, [(bag time ns, raw CDR bytes)]): arbitrary extra content
+    extra_topics: dict[str, tuple[str, list[tuple[int, bytes]]]] = field(default_factory=dict)
+    joint_serializer: Callable[[int, list[str], np.ndarray, np.ndarray], bytes] | None = None
+
+
+@dataclass
+class SynthTruth:
+    """The stamps that were written (header stamps, ns)."""
+
+    rgb_stamps: np.ndarray
+    depth_stamps: np.ndarray
+    depth_ids: np.ndarray
+    joint_stamps: np.ndarray
+    joint_names: list[str]
+    camera_K: np.ndarray
+    camera_D: np.ndarray
+
+
+def rgb_frame(i: int, h: int, w: int, noise: int = 0) -> np.ndarray:
+    """
+    RGB frame ``i``: a per-frame colour plus a smooth ramp (survives jpeg nearly intact).
+
+    ``noise`` adds seeded uniform noise of that amplitude (camera-like, for benchmarks).
+    """
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.array([20 + (i * 9) % 180, 200 - (i * 7) % 150, 60 + (i * 5) % 120], np.float64)
+    ramp = (x / max(w - 1, 1) * 30 + y / max(h - 1, 1) * 20)[..., None]
+    img = base + ramp * np.array([1.0, -0.5, 0.3])
+    if noise:
+        img = img + np.random.default_rng(i).integers(-noise, noise + 1, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def depth_frame(j: int, h: int, w: int, noise_mm: int = 0) -> np.ndarray:
+    """Depth frame ``j`` in metres (whole millimetres); pixel (0, 0) is invalid (0)."""
+    d = 500.0 + 10.0 * j + np.arange(w)[None, :] + 0.0 * np.arange(h)[:, None]
+    if noise_mm:
+        d = d + np.random.default_rng(10_000 + j).integers(-noise_mm, noise_mm + 1, d.shape)
+    d = d / 1000.0
+    d[0, 0] = 0.0
+    return d.astype(np.float32)
+
+
+def joint_positions(t_s: np.ndarray) -> np.ndarray:
+    """Unwrapped arm joint positions ``[N, 7]``; joint_3 crosses +π at t = 0.3 s."""
+    t = np.asarray(t_s, dtype=np.float64)[:, None]
+    amp = np.array([0.4, 0.3, 0.0, 0.5, 0.6, 0.3, 0.8])
+    off = np.array([0.1, 0.26, 0.0, -2.0, 0.2, 0.96, 1.5])
+    q = off + amp * np.sin(2.0 * np.pi * 0.5 * t + np.arange(7))
+    q[:, 2] = math.pi - 0.24 + 0.8 * t[:, 0]
+    return q
+
+
+def joint_velocities(t_s: np.ndarray) -> np.ndarray:
+    t = np.asarray(t_s, dtype=np.float64)[:, None]
+    amp = np.array([0.4, 0.3, 0.0, 0.5, 0.6, 0.3, 0.8])
+    dq = amp * 2.0 * np.pi * 0.5 * np.cos(2.0 * np.pi * 0.5 * t + np.arange(7))
+    dq[:, 2] = 0.8
+    return dq
+
+
+def tf_pose(t_s: float) -> tuple[tuple[float, float, float], tuple[float, float, float, float]]:
+    """Pose of tool_frame in base_link: linear translation, rotation about z linear in time."""
+    angle = 0.2 + 0.5 * t_s
+    xyz = (0.3 + 0.1 * t_s, -0.2 + 0.05 * t_s, 0.4)
+    return xyz, (0.0, 0.0, math.sin(angle / 2), math.cos(angle / 2))
+
+
+def _header(stamp_ns: int, frame: str) -> Any:
+    time = TS.types['builtin_interfaces/msg/Time'](
+        sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000
+    )
+    return TS.types['std_msgs/msg/Header'](stamp=time, frame_id=frame)
+
+
+def _image_msg(stamp: int, frame: str, fields: image_codec.ImageFields) -> Any:
+    return TS.types['sensor_msgs/msg/Image'](
+        header=_header(stamp, frame),
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=fields.is_bigendian,
+        step=fields.step,
+        data=np.frombuffer(fields.data, np.uint8),
+    )
+
+
+def serialize_image(stamp_ns: int, fields: image_codec.ImageFields) -> bytes:
+    """CDR bytes of a ``sensor_msgs/Image`` with ``fields`` stamped ``stamp_ns``."""
+    return bytes(TS.serialize_cdr(_image_msg(stamp_ns, 'camera', fields), 'sensor_msgs/msg/Image'))
+
+
+def _compressed_msg(stamp: int, frame: str, fmt: str, data: bytes) -> Any:
+    return TS.types['sensor_msgs/msg/CompressedImage'](
+        header=_header(stamp, frame), format=fmt, data=np.frombuffer(data, np.uint8)
+    )
+
+
+def _raw_rgb(img: np.ndarray, enc: str, pad: int) -> image_codec.ImageFields:
+    chans = {
+        'rgb8': img,
+        'bgr8': img[..., ::-1],
+        'rgba8': np.concatenate([img, np.full((*img.shape[:2], 1), 255, np.uint8)], 2),
+        'bgra8': np.concatenate([img[..., ::-1], np.full((*img.shape[:2], 1), 9, np.uint8)], 2),
+        'mono8': img[..., :1],
+    }[enc]
+    h, w, c = chans.shape
+    rows = np.zeros((h, w * c + pad), np.uint8)
+    rows[:, : w * c] = chans.reshape(h, w * c)
+    return image_codec.ImageFields(h, w, enc, 0, w * c + pad, rows.tobytes())
+
+
+def _tf_msg(transforms: list[tuple[int, str, str, tuple, tuple]]) -> Any:
+    out = []
+    for stamp, parent, child, xyz, quat in transforms:
+        out.append(
+            TS.types['geometry_msgs/msg/TransformStamped'](
+                header=_header(stamp, parent),
+                child_frame_id=child,
+                transform=TS.types['geometry_msgs/msg/Transform'](
+                    translation=TS.types['geometry_msgs/msg/Vector3'](*xyz),
+                    rotation=TS.types['geometry_msgs/msg/Quaternion'](*quat),
+                ),
+            )
+        )
+    return TS.types['tf2_msgs/msg/TFMessage'](transforms=out)
+
+
+def _mat_to_quat(r: np.ndarray) -> tuple[float, float, float, float]:
+    x, y, z, w = kin.matrix_to_quaternion(r)
+    return (float(x), float(y), float(z), float(w))
+
+
+def _gen3_edges(q: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
+    """TF edges of the Gen3 chain for one q (link frames after each joint's rotation)."""
+    frames = kin.joint_frames(q)
+    links = ['base_link'] + [f'gen3_link_{i + 1}' for i in range(7)]
+    poses = [np.eye(4)]
+    for i in range(7):
+        rz = np.eye(4)
+        rz[:3, :3] = kin.rpy_to_matrix([0.0, 0.0, q[i]])
+        poses.append(frames[i] @ rz)
+    edges = [(links[i], links[i + 1], np.linalg.inv(poses[i]) @ poses[i + 1]) for i in range(7)]
+    edges.append((links[7], 'end_effector_link', np.linalg.inv(poses[7]) @ frames[7]))
+    return edges
+
+
+def _in_gap(t: float, gap: tuple[float, float] | None) -> bool:
+    return gap is not None and gap[0] <= t < gap[1]
+
+
+def _streams(spec: SynthSpec, truth: SynthTruth) -> Iterator[tuple[int, int, str, Any]]:
+    """Yield (bag_ns, seq, topic, payload) per topic in time order; payloads built lazily."""
+    h, w = spec.height, spec.width
+    dh, dw = spec.depth_hw or (h, w)
+    s0 = spec.start_ns
+
+    def stamp_of(stamp: int) -> int:
+        return 0 if spec.zero_header_stamps else stamp
+
+    def rgb_stream() -> Iterator[tuple[int, int, str, Any]]:
+        for i, stamp in enumerate(truth.rgb_stamps.tolist()):
+            img = rgb_frame(i, h, w, spec.noise)
+            if spec.rgb in ('jpeg', 'png'):
+                fmt, data = image_codec.encode_compressed_rgb(img, spec.rgb)
+                msg = _compressed_msg(stamp_of(stamp), 'camera_color', fmt, data)
+                typ = 'sensor_msgs/msg/CompressedImage'
+            else:
+                fields = _raw_rgb(img, spec.rgb, spec.rgb_step_pad)
+                msg, typ = (
+                    _image_msg(stamp_of(stamp), 'camera_color', fields),
+                    'sensor_msgs/msg/Image',
+                )
+            yield stamp + spec.latency_ns, 0, spec.rgb_topic, TS.serialize_cdr(msg, typ)
+
+    def depth_stream() -> Iterator[tuple[int, int, str, Any]]:
+        for j, stamp in zip(truth.depth_ids.tolist(), truth.depth_stamps.tolist()):
+            d = depth_frame(j, dh, dw, spec.noise)
+            if spec.depth == 'compressedDepth':
+                fmt, data = image_codec.encode_compressed_depth(d)
+                msg = _compressed_msg(stamp_of(stamp), 'camera_depth', fmt, data)
+                typ = 'sensor_msgs/msg/CompressedImage'
+            else:
+                if spec.depth == '32FC1':
+                    d = d.copy()
+                    d[0, 1] = np.nan
+                fields = image_codec.encode_depth(d, spec.depth)
+                msg, typ = (
+                    _image_msg(stamp_of(stamp), 'camera_depth', fields),
+                    'sensor_msgs/msg/Image',
+                )
+            yield stamp + spec.latency_ns + 1000, 1, spec.depth_topic, TS.serialize_cdr(msg, typ)
+
+    def joint_stream() -> Iterator[tuple[int, int, str, Any]]:
+        names = truth.joint_names
+        arm = list(kin.JOINT_NAMES)
+        t = (truth.joint_stamps - s0) * 1e-9
+        q = kin.wrap_to_pi(joint_positions(t))
+        dq = joint_velocities(t)
+        for k, stamp in enumerate(truth.joint_stamps.tolist()):
+            pos = np.array([q[k, arm.index(n)] if n in arm else 0.04 for n in names])
+            vel = np.array([dq[k, arm.index(n)] if n in arm else 0.0 for n in names])
+            if not spec.joint_velocity:
+                vel = np.zeros(0)
+            if spec.joint_serializer is not None:
+                raw = spec.joint_serializer(stamp_of(stamp), names, pos, vel)
+            else:
+                msg = TS.types['sensor_msgs/msg/JointState'](
+                    header=_header(stamp_of(stamp), ''),
+                    name=names,
+                    position=pos,
+                    velocity=vel,
+                    effort=np.zeros(0),
+                )
+                raw = bytes(TS.serialize_cdr(msg, 'sensor_msgs/msg/JointState'))
+            yield stamp + 500_000, 2, '/joint_states', raw
+
+    def tf_stream() -> Iterator[tuple[int, int, str, Any]]:
+        n = int(((truth.rgb_stamps[-1] - s0) * 1e-9 + 0.07) * spec.tf_rate_hz) + 1
+        for k in range(n):
+            stamp = s0 - 20_000_000 + int(k * 1e9 / spec.tf_rate_hz)
+            if spec.tf == 'simple':
+                xyz, quat = tf_pose((stamp - s0) * 1e-9)
+                msg = _tf_msg([(stamp, 'base_link', 'tool_frame', xyz, quat)])
+            else:
+                q = joint_positions(np.array([(stamp - s0) * 1e-9]))[0]
+                edges = [
+                    (stamp, p, c, tuple(m[:3, 3]), _mat_to_quat(m[:3, :3]))
+                    for p, c, m in _gen3_edges(q)[:7]
+                ]
+                msg = _tf_msg(edges)
+            yield stamp + 300_000, 3, '/tf', TS.serialize_cdr(msg, 'tf2_msgs/msg/TFMessage')
+
+    def once() -> Iterator[tuple[int, int, str, Any]]:
+        if spec.camera_info:
+            info = TS.types['sensor_msgs/msg/CameraInfo'](
+                header=_header(s0, 'camera_color'),
+                height=h,
+                width=w,
+                distortion_model='plumb_bob',
+                d=truth.camera_D,
+                k=truth.camera_K.reshape(-1),
+                r=np.eye(3).reshape(-1),
+                p=np.zeros(12),
+                binning_x=0,
+                binning_y=0,
+                roi=TS.types['sensor_msgs/msg/RegionOfInterest'](0, 0, 0, 0, False),
+            )
+            raw = TS.serialize_cdr(info, 'sensor_msgs/msg/CameraInfo')
+            yield s0 - 10_000_000, 4, '/camera/color/camera_info', raw
+        if spec.tf != 'none':
+            if spec.tf == 'simple':
+                edges = [(s0, 'tool_frame', 'end_effector_link', *STATIC_EE)]
+            else:
+                p, c, m = _gen3_edges(np.zeros(7))[7]
+                edges = [(s0, p, c, tuple(m[:3, 3]), _mat_to_quat(m[:3, :3]))]
+            raw = TS.serialize_cdr(_tf_msg(edges), 'tf2_msgs/msg/TFMessage')
+            yield s0 - 10_000_000, 5, '/tf_static', raw
+
+    gens = [rgb_stream(), depth_stream(), joint_stream(), once()]
+    if spec.tf != 'none':
+        gens.append(tf_stream())
+    for topic, (_, items) in spec.extra_topics.items():
+        gens.append(iter([(bag_ns, 6, topic, raw) for bag_ns, raw in items]))
+    return heapq.merge(*gens, key=lambda x: (x[0], x[1]))
+
+
+def _truth(spec: SynthSpec) -> SynthTruth:
+    s0 = spec.start_ns
+    t_rgb = np.arange(spec.n_frames) / spec.rate_hz
+    t_rgb = np.array([t for t in t_rgb if not _in_gap(t, spec.rgb_gap)])
+    rgb = s0 + np.round(t_rgb * 1e9).astype(np.int64)
+    ids = np.array([j for j in range(len(rgb)) if j not in spec.depth_drop], dtype=np.int64)
+    depth = rgb[ids] + round(spec.depth_offset_s * 1e9)
+    t_end = t_rgb[-1] + 0.05
+    t_j = np.arange(-0.05, t_end, 1.0 / spec.joint_rate_hz)
+    t_j = np.array([t for t in t_j if not _in_gap(t, spec.joint_gap)])
+    joints = s0 + 1_300_000 + np.round(t_j * 1e9).astype(np.int64)
+    names = [*kin.JOINT_NAMES, *GRIPPER_JOINTS]
+    order = np.random.default_rng(3).permutation(len(names))
+    k = np.array([[50.0, 0.0, spec.width / 2], [0.0, 52.0, spec.height / 2], [0.0, 0.0, 1.0]])
+    return SynthTruth(
+        rgb_stamps=rgb,
+        depth_stamps=depth,
+        depth_ids=ids,
+        joint_stamps=joints,
+        joint_names=[names[i] for i in order],
+        camera_K=k,
+        camera_D=np.array([0.1, -0.05, 0.001, 0.002, 0.0]),
+    )
+
+
+def write_bag(path: str | Path, spec: SynthSpec | None = None) -> SynthTruth:
+    """Write a synthetic bag directory at ``path`` (must not exist); return what was written."""
+    spec = spec or SynthSpec()
+    truth = _truth(spec)
+    plugin = StoragePlugin.MCAP if spec.storage == 'mcap' else StoragePlugin.SQLITE3
+    types = {
+        spec.rgb_topic: 'sensor_msgs/msg/CompressedImage'
+        if spec.rgb in ('jpeg', 'png')
+        else 'sensor_msgs/msg/Image',
+        spec.depth_topic: 'sensor_msgs/msg/CompressedImage'
+        if spec.depth == 'compressedDepth'
+        else 'sensor_msgs/msg/Image',
+        '/joint_states': 'sensor_msgs/msg/JointState',
+        '/camera/color/camera_info': 'sensor_msgs/msg/CameraInfo',
+        '/tf': 'tf2_msgs/msg/TFMessage',
+        '/tf_static': 'tf2_msgs/msg/TFMessage',
+    }
+    for topic, (msgtype, _) in spec.extra_topics.items():
+        types[topic] = msgtype
+    writer = Writer(Path(path), version=8, storage_plugin=plugin)
+    if spec.compression != 'none':
+        mode = {
+            'file': CompressionMode.FILE,
+            'message': CompressionMode.MESSAGE,
+            'storage': CompressionMode.STORAGE,
+        }[spec.compression]
+        writer.set_compression(mode, CompressionFormat.ZSTD)
+    with writer:
+        conns: dict[str, Any] = {}
+        for topic, (_, items) in spec.extra_topics.items():
+            if not items:  # an empty topic: a connection without messages
+                conns[topic] = writer.add_connection(topic, types[topic], typestore=TS)
+        for bag_ns, _, topic, raw in _streams(spec, truth):
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, types[topic], typestore=TS)
+            writer.write(conns[topic], bag_ns, raw)
+    return truth

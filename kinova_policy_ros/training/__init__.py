@@ -1,0 +1,1 @@
+"""Layer 3: the training loop, offline evaluation and their plots."""

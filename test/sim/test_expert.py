@@ -1,0 +1,116 @@
+"""The scripted DLS-IK expert: plans within the Gen3 limits and reaches seeded targets."""
+
+from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.core.errors import ConfigError
+from kinova_policy_ros.sim.env import episode_spec, Gen3Sim
+from kinova_policy_ros.sim.expert import (
+    DemoVariation,
+    draw_variation,
+    ExpertConfig,
+    plan_reach,
+    rollout_expert,
+    stop_plan,
+)
+from kinova_policy_ros.sim.mjcf import SceneConfig
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope='module')
+def sim():
+    s = Gen3Sim(render=False)
+    yield s
+    s.close()
+
+
+def test_plan_is_smooth_and_within_limits():
+    cfg = ExpertConfig()
+    scene = SceneConfig()
+    for seed in range(10):
+        spec = episode_spec(seed, scene, 0.1)
+        q_meas = spec.q0.copy()
+        q_meas[kin.CONTINUOUS] = kin.wrap_to_pi(q_meas[kin.CONTINUOUS])  # as the driver reports
+        plan = plan_reach(q_meas, spec.target, cfg)
+        assert (np.diff(plan.times) > 0).all() and plan.times[0] > 0
+        assert np.isfinite(plan.positions).all() and np.isfinite(plan.velocities).all()
+        # starts next to the measured (wrapped) state: no 2π turn for the controller
+        assert np.abs(plan.positions[0] - q_meas).max() < 0.05
+        assert (
+            np.abs(plan.velocities) <= cfg.max_speed_fraction * kin.VELOCITY_LIMITS + 1e-9
+        ).all()
+        np.testing.assert_array_equal(plan.velocities[-1], 0.0)
+        assert kin.within_limits(plan.positions).all()
+        steps = np.abs(np.diff(plan.positions, axis=0)) / np.diff(plan.times)[:, None]
+        assert (steps <= kin.VELOCITY_LIMITS).all()
+        t_end = kin.fk_matrix(plan.positions[-1])
+        assert np.linalg.norm(t_end[:3, 3] - spec.target) < 0.005
+        np.testing.assert_allclose(t_end[:3, 2], [0.0, 0.0, -1.0], atol=0.05)  # tool down
+
+
+def test_expert_reaches_at_least_95_percent_of_seeded_targets(sim):
+    results = [rollout_expert(sim, seed) for seed in range(100, 120)]
+    rate = np.mean([r.success for r in results])
+    assert rate >= 0.95, [(r.seed, r.final_distance) for r in results if not r.success]
+    assert np.median([r.final_distance for r in results]) < 0.01
+
+
+def test_rollout_calls_on_tick_with_simulated_time(sim):
+    stamps: list[int] = []
+    result = rollout_expert(sim, 3, on_tick=lambda s, now: stamps.append(now), settle_time=0.2)
+    assert stamps[0] == 0 and (np.diff(stamps) > 0).all()
+    assert stamps[-1] == pytest.approx(result.duration * 1e9, abs=1e3)
+
+
+def test_demo_variation_validates_its_fields():
+    with pytest.raises(ConfigError, match=r'DemoVariation\.recovery_fraction: must be in \[0, 1'):
+        DemoVariation(recovery_fraction=1.5)
+    with pytest.raises(ConfigError, match=r'DemoVariation\.pause_s: .*got \(1\.0, 0\.5\)'):
+        DemoVariation(pause_s=(1.0, 0.5))
+    with pytest.raises(ConfigError, match='recovery_offset_m'):
+        DemoVariation(recovery_offset_m=-0.1)
+    assert not DemoVariation().active and DemoVariation(pause_fraction=0.1).active
+
+
+def test_recovery_starts_are_near_the_target_tool_down_and_seeded():
+    scene = SceneConfig()
+    var = DemoVariation(recovery_fraction=1.0, pause_fraction=1.0)
+    for seed in range(6):
+        spec = episode_spec(seed, scene, 0.1)
+        drawn = draw_variation(seed, spec.q0, spec.target, var)
+        again = draw_variation(seed, spec.q0, spec.target, var)
+        assert drawn.start_q is not None and again.start_q is not None
+        np.testing.assert_array_equal(drawn.start_q, again.start_q)
+        t = kin.fk_matrix(drawn.start_q)
+        offset = t[:3, 3] - spec.target
+        assert np.linalg.norm(offset[:2]) <= var.recovery_offset_m + 0.01
+        assert var.recovery_height_m[0] - 0.01 <= offset[2] <= var.recovery_height_m[1] + 0.01
+        np.testing.assert_allclose(t[:3, 2], [0.0, 0.0, -1.0], atol=0.05)
+        assert kin.within_limits(drawn.start_q).all()
+        assert drawn.pause_at is not None and 0.15 <= drawn.pause_at <= 0.85
+        assert var.pause_s[0] <= drawn.pause_s <= var.pause_s[1]
+    none = draw_variation(0, spec.q0, spec.target, DemoVariation())
+    assert none.start_q is None and none.pause_at is None
+
+
+def test_stop_plan_brakes_then_holds():
+    q = np.zeros(7)
+    dq = np.full(7, 0.4)
+    plan = stop_plan(q, dq, 0.6)
+    np.testing.assert_allclose(plan.times, [0.2, 0.6])
+    np.testing.assert_allclose(plan.positions[0], 0.04)  # 0.5 * 0.2 s * 0.4 rad/s
+    np.testing.assert_array_equal(plan.positions[0], plan.positions[1])
+    np.testing.assert_array_equal(plan.velocities, 0.0)
+
+
+def test_a_reach_from_near_the_target_goes_straight_down_to_it():
+    scene = SceneConfig()
+    var = DemoVariation(recovery_fraction=1.0)
+    for seed in range(4):
+        spec = episode_spec(seed, scene, 0.1)
+        start = draw_variation(seed, spec.q0, spec.target, var).start_q
+        assert start is not None
+        plan = plan_reach(start, spec.target)
+        z0 = kin.fk_matrix(start)[2, 3]
+        heights = np.array([kin.fk_matrix(q)[2, 3] for q in plan.positions])
+        assert heights.max() <= max(z0, spec.target[2]) + 0.005  # never climbs back up
+        assert np.linalg.norm(kin.fk_matrix(plan.positions[-1])[:3, 3] - spec.target) < 0.005
