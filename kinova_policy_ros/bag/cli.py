@@ -1,5 +1,5 @@
 """
-Convert rosbag2 recordings of teleoperated demonstrations to npz episodes (SPEC §3, §8).
+Convert rosbag2 recordings of teleoperated demonstrations to npz episodes (docs/recording.md).
 
 ``python -m kinova_policy_ros.bag.cli BAG [BAG ...] --out DIR`` (console script
 ``bag_to_npz``). The RGB stream is the clock: depth is matched to the nearest frame within a

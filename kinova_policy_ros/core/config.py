@@ -37,7 +37,7 @@ def _require(ok: bool, key: str, value: Any, what: str) -> None:
 
 @dataclass
 class DataConfig:
-    """How episodes become samples (SPEC §4)."""
+    """How episodes become samples (docs/data.md)."""
 
     resize_hw: tuple[int, int] = (96, 128)
     # Region of the camera image the model sees, before the resize: (top, left, height, width)
@@ -116,7 +116,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Sizes of ``TransformerJointGripperNoDQ`` (SPEC §5)."""
+    """Sizes of ``TransformerJointGripperNoDQ`` (docs/model.md)."""
 
     d_model: int = 128
     nhead: int = 4

@@ -3,7 +3,7 @@ Kinova Gen3 (7-DoF) joint facts and kinematics, pure numpy.
 
 The one kinematics module of the package: joint names, limits, forward kinematics to
 ``end_effector_link``, the geometric Jacobian, roll/pitch/yaw conversions and angle wrapping.
-The kinematic chain is the ros2_kortex URDF of the Gen3 (SPEC section 9): every joint rotates
+The kinematic chain is the ros2_kortex URDF of the Gen3 (docs/gen3.md): every joint rotates
 about its own z axis and each joint frame sits at a fixed ``xyz``/``rpy`` origin in its parent.
 
 Angles are radians, lengths metres, all frames are expressed in ``base_link``.

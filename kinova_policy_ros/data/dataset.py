@@ -1,5 +1,5 @@
 """
-``KinovaJointDataset``: every frame of every npz episode is one training sample (SPEC §4).
+``KinovaJointDataset``: every frame of every npz episode is one training sample (docs/data.md).
 
 Each episode is decoded, validated and resized ONCE into an on-disk cache of ``.npy`` files
 (keyed by the file's content hash and the image size) that samples then read through memory

@@ -1,7 +1,7 @@
 """
 The npz episode schema: one file is one demonstration episode.
 
-This module is the one owner of the format (SPEC §3). It validates a mapping of arrays (keys,
+This module is the one owner of the format (docs/data.md). It validates a mapping of arrays (keys,
 dtypes, shapes, equal lengths, finite values, strictly increasing stamps), loads files and
 writes them atomically (temp file in the same folder, then ``os.replace``), so a reader never
 sees a half-written episode.
@@ -22,7 +22,7 @@ import numpy as np
 NUM_JOINTS = 7
 DEFAULT_JOINT_NAMES: tuple[str, ...] = tuple(f'joint_{i}' for i in range(1, NUM_JOINTS + 1))
 
-#: Every key an episode file holds, in the order of SPEC §3.
+#: Every key an episode file holds, in the documented order (docs/data.md).
 EPISODE_KEYS: tuple[str, ...] = (
     'stamp_ns',
     'rgb',
@@ -46,7 +46,7 @@ _FLOAT_KEYS = ('q', 'dq', 'ee_xyz', 'ee_rpy')
 
 @dataclass(frozen=True)
 class Episode:
-    """One episode, arrays in the SPEC §3 layout (N frames of H×W images)."""
+    """One episode, arrays in the npz layout of docs/data.md (N frames of H×W images)."""
 
     stamp_ns: np.ndarray  # [N] int64, strictly increasing capture times
     rgb: np.ndarray  # [N, H, W, 3] uint8, RGB order

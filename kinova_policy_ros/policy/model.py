@@ -1,7 +1,7 @@
 """
 ``TransformerJointGripperNoDQ``: K frames of RGB-D + joint positions -> T future joint targets.
 
-Layout of SPEC §5 (names kept from the design notes)::
+Layout (docs/model.md; names kept from the original design notes)::
 
     obs_rgb [B,K,3,H,W] -> ConvEncoder(3->img)  -> feat_rgb   [B,K,img]
     obs_depth [B,K,1,H,W] -> ConvEncoder(1->img) -> feat_depth [B,K,img]

@@ -2,7 +2,7 @@
 ``joint_trajectory_controller`` semantics for the simulator, pure Python (no ROS).
 
 What ros2_controllers' JointTrajectoryController does with a ``trajectory_msgs/JointTrajectory``
-arriving on its topic (SPEC section 9), reproduced here so that the simulated Gen3 reacts to
+arriving on its topic (docs/controller.md), reproduced here so that the simulated Gen3 reacts to
 streamed commands like the real one:
 
 - validation (a rejected message leaves the running trajectory untouched; the reason is logged):

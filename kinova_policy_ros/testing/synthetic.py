@@ -18,7 +18,7 @@ from kinova_policy_ros.policy.model import TransformerJointGripperNoDQ
 import numpy as np
 import torch
 
-#: Gen3 "Home" pose of the MoveIt configuration (SPEC §9).
+#: Gen3 "Home" pose of the ros2_kortex MoveIt configuration (docs/gen3.md).
 HOME_Q = np.array([0.0, 0.26, np.pi, -2.27, 0.0, 0.96, np.pi / 2])
 # How the target position (u, v in [-1, 1]) moves each joint's goal, rad.
 _GOAL_GAIN = np.array(

@@ -1,4 +1,4 @@
-"""KinovaJointDataset: exact SPEC §4 semantics, the on-disk cache, errors for bad files."""
+"""KinovaJointDataset: the sample semantics of docs/data.md, the cache, errors for bad files."""
 
 from pathlib import Path
 import pickle

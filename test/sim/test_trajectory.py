@@ -1,4 +1,4 @@
-"""The joint_trajectory_controller rules of ``sim.trajectory`` (SPEC section 9), one by one."""
+"""The joint_trajectory_controller rules of ``sim.trajectory`` (docs/controller.md), one by one."""
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.sim.trajectory import (
