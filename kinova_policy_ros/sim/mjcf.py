@@ -2,8 +2,9 @@
 MJCF model of the simulated scene: a capsule Kinova Gen3 on a table, a red target cube, a camera.
 
 The arm is built from the ros2_kortex URDF joint table (``kinematics.URDF_CHAIN``,
-docs/gen3.md), so the MuJoCo forward kinematics equals ``kinematics.fk``. Each arm joint is a hinge about its local z
-axis with the Gen3 position limits on joints 2, 4 and 6 (1, 3, 5, 7 are continuous), driven by a
+docs/gen3.md), so the MuJoCo forward kinematics equals ``kinematics.fk``. Each arm joint is a
+hinge about its local z axis with the Gen3 position limits on joints 2, 4 and 6 (1, 3, 5, 7
+are continuous), driven by a
 position actuator. The arm does not collide with anything (the task is reaching, not grasping),
 gravity is off (the real Gen3 compensates it in firmware). Shadows and offscreen multisampling are
 off: on a CPU renderer (llvmpipe) shadows cost ~20x and 4x MSAA ~2.5x the render time of a
