@@ -3,19 +3,25 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The ROS-facing tests (pytest -m ros) run a second time on ROS 2 Jazzy's PyPI wheels.
+VENV_JAZZY ?= .venv-jazzy
+STAMP_JAZZY := $(VENV_JAZZY)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo test lint pytest bench clean
+.PHONY: setup demo test lint pytest pytest-jazzy bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-ros-pypi.txt setup.py scripts/setup_venv.sh
+$(STAMP): requirements.txt requirements-dev.txt requirements-ros-kilted.txt setup.py scripts/setup_venv.sh
 	VENV=$(VENV) bash scripts/setup_venv.sh
+
+$(STAMP_JAZZY): requirements.txt requirements-dev.txt requirements-ros-jazzy.txt setup.py scripts/setup_venv.sh
+	VENV=$(VENV_JAZZY) ROS_PYPI_DISTRO=jazzy bash scripts/setup_venv.sh
 
 setup: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m kinova_policy_ros.demo $(ARGS)
 
-test: lint pytest
+test: lint pytest pytest-jazzy
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -24,10 +30,19 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# With a sourced ROS 2 (ROS_DISTRO set) the run above used it: no PyPI wheels to test.
+ifdef ROS_DISTRO
+pytest-jazzy:
+	@echo '[test] ROS_DISTRO=$(ROS_DISTRO) is sourced: the PyPI Jazzy run is skipped'
+else
+pytest-jazzy: $(STAMP_JAZZY)
+	$(VENV_JAZZY)/bin/python -m pytest -m ros $(PYTEST_ARGS)
+endif
+
 bench: $(STAMP)
 	$(PY) bench/bench_dataloader.py
 	$(PY) bench/bench_runner.py
 	$(PY) bench/bench_train_step.py
 
 clean:
-	rm -rf $(VENV) build install log .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV_JAZZY) build install log .mypy_cache .ruff_cache .pytest_cache

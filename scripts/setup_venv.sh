@@ -2,7 +2,8 @@
 # Create or refresh the project's virtual environment (used by `make demo` and `make test`).
 #
 # - With a sourced ROS 2 install (ROS_DISTRO set), the venv sees the system site packages and
-#   uses that install's rclpy and message packages; otherwise the ROS 2 wheels from PyPI are
+#   uses that install's rclpy and message packages; otherwise the ROS 2 wheels of
+#   ROS_PYPI_DISTRO (kilted, the default, or jazzy: requirements-ros-<distro>.txt) from PyPI are
 #   installed into the venv.
 # - MuJoCo renders headless through EGL: the Debian EGL/Mesa libraries are installed when
 #   missing (as root), else a hint is printed.
@@ -27,7 +28,13 @@ if [ -n "${ROS_DISTRO:-}" ]; then
   want_system=true
   echo "[setup] using the sourced ROS 2 ${ROS_DISTRO} install (rclpy and messages)"
 else
-  reqs+=(-r requirements-ros-pypi.txt)
+  distro="${ROS_PYPI_DISTRO:-kilted}"
+  if [ ! -f "requirements-ros-${distro}.txt" ]; then
+    echo "[setup] ROS_PYPI_DISTRO=${distro}: no requirements-ros-${distro}.txt (kilted or jazzy)" >&2
+    exit 2
+  fi
+  echo "[setup] ROS 2 ${distro} Python wheels from PyPI into $VENV"
+  reqs+=(-r "requirements-ros-${distro}.txt")
 fi
 
 if [ -f "$VENV/pyvenv.cfg" ]; then

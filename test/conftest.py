@@ -5,6 +5,7 @@ from pathlib import Path
 import sys
 
 from kinova_policy_ros.testing.dds import claim_domain_id
+import pytest
 
 # The tests mirror the package in sub-folders (--import-mode=importlib); `helpers` is shared.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -18,3 +19,20 @@ if 'ROS_DOMAIN_ID' not in os.environ:
     os.environ['ROS_DOMAIN_ID'] = str(_DOMAIN.domain_id)
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 os.environ.setdefault('MUJOCO_GL', 'egl')
+
+TEST_DIR = Path(__file__).resolve().parent
+# The ROS-facing tests: `make test` runs them a second time on ROS 2 Jazzy (pytest -m ros).
+ROS_FACING_DIRS = ('ros/', 'sim/ros/', 'launch/')
+ROS_FACING_FILES = ('test_demo.py', 'test_package_xml.py')
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test of the ROS adapters, the launch files and every DDS test with ``ros``."""
+    for item in items:
+        rel = item.path.resolve().relative_to(TEST_DIR).as_posix()
+        if (
+            rel.startswith(ROS_FACING_DIRS)
+            or rel in ROS_FACING_FILES
+            or item.get_closest_marker('dds') is not None
+        ):
+            item.add_marker(pytest.mark.ros)
