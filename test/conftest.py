@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 import sys
 
+from hypothesis import settings
 from kinova_policy_ros.testing.dds import claim_domain_id
 import pytest
 
@@ -19,6 +20,12 @@ if 'ROS_DOMAIN_ID' not in os.environ:
     os.environ['ROS_DOMAIN_ID'] = str(_DOMAIN.domain_id)
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 os.environ.setdefault('MUJOCO_GL', 'egl')
+
+# Property-based tests: the same generated cases on every run (a red CI is a reproducible bug);
+# HYPOTHESIS_PROFILE=explore draws new ones. No example database is written into the checkout.
+settings.register_profile('repeatable', derandomize=True, database=None)
+settings.register_profile('explore', derandomize=False, database=None)
+settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'repeatable'))
 
 TEST_DIR = Path(__file__).resolve().parent
 # The ROS-facing tests: `make test` runs them a second time on ROS 2 Jazzy (pytest -m ros).
