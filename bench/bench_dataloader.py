@@ -72,7 +72,7 @@ def main() -> None:
     report(
         'dataloader',
         {
-            'command': 'python bench/bench_dataloader.py ' + ' '.join(sys.argv[1:]),
+            'command': ' '.join(['python bench/bench_dataloader.py', *sys.argv[1:]]),
             'episodes': args.episodes,
             'frames_per_episode': args.frames,
             'native_hw': args.native_hw,
