@@ -12,7 +12,7 @@ Writes a synthetic 640x480 RGB-D demonstration bag (rgb8 + 16UC1 at 30 Hz, joint
 * a fresh process converting the bag: its wall time (``cold``: first-touch page faults of the
   output arrays, imports excluded) and peak RSS (VmHWM) against the size of the arrays it writes.
 
-Goals (issue 4): conversion throughput >= 0.5x raw (uncompressed npz; the zlib of the
+Goals: conversion throughput >= 0.5x raw (uncompressed npz; the zlib of the
 compressed npz is reported separately), peak RSS <= 2x output size.
 
 The process runs with the malloc tuning ``bag_to_npz`` uses (:func:`reuse_freed_memory`), for the
