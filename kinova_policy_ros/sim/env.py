@@ -157,7 +157,7 @@ class Gen3Sim:
     @property
     def time_ns(self) -> int:
         """Return the simulated time since the reset, integer nanoseconds."""
-        return round(self.data.time * 1e9)
+        return round(float(self.data.time) * 1e9)
 
     # -- control -------------------------------------------------------------------------------
     def step(
@@ -197,14 +197,14 @@ class Gen3Sim:
     # -- state ---------------------------------------------------------------------------------
     def joint_positions(self, wrapped: bool = True) -> FloatArray:
         """Arm joint positions ``[7]`` (continuous joints wrapped to [-π, π) by default)."""
-        q = self.data.qpos[self._qadr].copy()
+        q: FloatArray = np.array(self.data.qpos[self._qadr], dtype=np.float64)
         if wrapped:
             q[kin.CONTINUOUS] = kin.wrap_to_pi(q[kin.CONTINUOUS])
         return q
 
     def joint_velocities(self) -> FloatArray:
         """Arm joint velocities ``[7]``, rad/s."""
-        return self.data.qvel[self._vadr].copy()
+        return np.array(self.data.qvel[self._vadr], dtype=np.float64)
 
     def ee_matrix(self) -> FloatArray:
         """Homogeneous pose of ``end_effector_link`` in ``base_link``."""
@@ -220,7 +220,8 @@ class Gen3Sim:
 
     def target_position(self) -> FloatArray:
         """Centre of the target cube in ``base_link``, m."""
-        return self.data.mocap_pos[0] - [0.0, 0.0, self.scene.table_height]
+        pos: FloatArray = np.array(self.data.mocap_pos[0], dtype=np.float64)
+        return pos - [0.0, 0.0, self.scene.table_height]
 
     def distance(self) -> float:
         """Distance from the end effector to the target centre, m."""

@@ -85,16 +85,19 @@ def _rotvec(r: FloatArray) -> FloatArray:
     """Axis-angle vector of a rotation matrix."""
     cos = np.clip((np.trace(r) - 1) / 2, -1.0, 1.0)
     angle = float(np.arccos(cos))
-    v = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+    v = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]], dtype=np.float64)
     if angle < 1e-9:
-        return v / 2
+        half: FloatArray = v / 2
+        return half
     if np.pi - angle < 1e-6:
         # 180 deg: axis from the symmetric part
         axis = np.sqrt(np.clip((np.diag(r) + 1) / 2, 0.0, None))
         i = int(np.argmax(axis))
         axis[[j for j in range(3) if j != i]] *= np.sign(r[i, [j for j in range(3) if j != i]])
-        return axis / np.linalg.norm(axis) * angle
-    return v / (2 * np.sin(angle)) * angle
+        flipped: FloatArray = axis / np.linalg.norm(axis) * angle
+        return flipped
+    rotvec: FloatArray = v / (2 * np.sin(angle)) * angle
+    return rotvec
 
 
 def _exp_rot(v: FloatArray) -> FloatArray:
@@ -103,7 +106,8 @@ def _exp_rot(v: FloatArray) -> FloatArray:
         return np.eye(3)
     k = v / angle
     kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+    rot: FloatArray = np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+    return rot
 
 
 def ik_step(

@@ -1,12 +1,11 @@
-"""Tests of the simulated scene: MJCF kinematics, seeded determinism, camera, joint servo."""
+"""Tests of the simulated scene: seeded determinism, camera, joint servo (MJCF: test_mjcf)."""
 
 import os
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import ConfigError
 from kinova_policy_ros.sim.env import episode_spec, Gen3Sim, intrinsics_from_fovy
-from kinova_policy_ros.sim.mjcf import build_mjcf, SceneConfig
-import mujoco
+from kinova_policy_ros.sim.mjcf import SceneConfig
 import numpy as np
 import pytest
 
@@ -17,31 +16,6 @@ def sim():
     s = Gen3Sim()
     yield s
     s.close()
-
-
-def test_mjcf_kinematics_equal_the_kinematics_module():
-    model = mujoco.MjModel.from_xml_string(build_mjcf())
-    data = mujoco.MjData(model)
-    site = model.site('end_effector').id
-    rng = np.random.default_rng(0)
-    for q in [np.zeros(7), kin.HOME, *rng.uniform(-2.0, 2.0, (5, 7))]:
-        data.qpos[:] = q
-        mujoco.mj_forward(model, data)
-        t = kin.fk_matrix(q)
-        np.testing.assert_allclose(data.site_xpos[site], t[:3, 3], atol=1e-9)
-        np.testing.assert_allclose(data.site_xmat[site].reshape(3, 3), t[:3, :3], atol=1e-9)
-
-
-def test_mjcf_joint_limits_are_the_gen3_limits():
-    model = mujoco.MjModel.from_xml_string(build_mjcf())
-    for i, name in enumerate(kin.JOINT_NAMES):
-        joint = model.joint(name)
-        assert bool(model.jnt_limited[joint.id]) == (not kin.CONTINUOUS[i])
-        if not kin.CONTINUOUS[i]:
-            np.testing.assert_allclose(
-                joint.range, [kin.POSITION_LOWER[i], kin.POSITION_UPPER[i]], atol=1e-9
-            )
-    assert model.vis.quality.shadowsize == 0
 
 
 def test_episode_spec_is_deterministic_and_seed_dependent():

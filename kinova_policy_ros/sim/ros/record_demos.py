@@ -14,11 +14,10 @@ recorder and records in real time, like ``ros2 bag record`` next to a robot. One
 """
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 import itertools
-import json
 import multiprocessing
 import os
 from pathlib import Path
@@ -33,6 +32,7 @@ from kinova_policy_ros.sim.env import Gen3Sim
 from kinova_policy_ros.sim.expert import DemoVariation, ExpertConfig
 from kinova_policy_ros.sim.mjcf import SceneConfig
 from kinova_policy_ros.sim.ros.expert_node import ExpertNode
+from kinova_policy_ros.sim.ros.processes import sim_node_command, stop_process
 from kinova_policy_ros.sim.ros.recorder import (
     BagRecorder,
     RecordingRates,
@@ -40,10 +40,9 @@ from kinova_policy_ros.sim.ros.recorder import (
     write_expert_episode,
     write_manifest,
 )
+from kinova_policy_ros.sim.ros.services import call_trigger, wait_for
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
-from std_srvs.srv import Trigger
 
 
 @dataclass(frozen=True)
@@ -122,60 +121,6 @@ def record_offline(
 
 
 # -- over DDS -------------------------------------------------------------------------------------
-
-
-def sim_node_command(seed: int, scene: SceneConfig, camera_hz: float) -> list[str]:
-    """Command line that starts ``sim_node`` in a child process."""
-    return [
-        sys.executable,
-        '-m',
-        'kinova_policy_ros.sim.ros.sim_node',
-        '--ros-args',
-        '-p',
-        f'seed:={int(seed)}',
-        '-p',
-        f'image_width:={scene.image_width}',
-        '-p',
-        f'image_height:={scene.image_height}',
-        '-p',
-        f'camera_rate_hz:={float(camera_hz)}',
-    ]
-
-
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
-    """SIGINT, then SIGKILL after ``timeout``; always reaps the process."""
-    if proc.poll() is None:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` every 10 ms; raise KinovaPolicyError naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise KinovaPolicyError(f'timed out after {timeout:.0f} s waiting for {what}')
-        time.sleep(0.01)
-
-
-def call_trigger(node: Node, service: str, timeout: float = 10.0) -> dict[str, Any]:
-    """Call a ``std_srvs/Trigger`` service; return its JSON message."""
-    client: Any = node.create_client(Trigger, service)
-    try:
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise KinovaPolicyError(f'service {service} not available after {timeout:.0f} s')
-        future = client.call_async(Trigger.Request())
-        wait_for(future.done, timeout, f'the answer of {service}')
-        result = future.result()
-        if result is None or not result.success:
-            raise KinovaPolicyError(f'{service} failed: {getattr(result, "message", None)}')
-        return dict(json.loads(result.message))
-    finally:
-        node.destroy_client(client)
 
 
 def record_via_dds(

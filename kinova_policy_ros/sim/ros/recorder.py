@@ -17,14 +17,15 @@ import json
 from pathlib import Path
 import shutil
 import threading
-from typing import Any
+from typing import Any, Self
 
 from kinova_policy_ros.core.errors import BagError, ConfigError
 from kinova_policy_ros.ros.messages import now_ns, ros_type_name
-from kinova_policy_ros.sim.env import Gen3Sim
+from kinova_policy_ros.sim.env import EpisodeSpec, Gen3Sim
 from kinova_policy_ros.sim.expert import (
     DemoVariation,
     draw_variation,
+    EpisodeVariation,
     ExpertConfig,
     JointPlan,
     plan_reach,
@@ -33,11 +34,13 @@ from kinova_policy_ros.sim.expert import (
 from kinova_policy_ros.sim.ros import sim_node
 from kinova_policy_ros.sim.trajectory import TrajectoryFollower
 import numpy as np
+import numpy.typing as npt
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
+from trajectory_msgs.msg import JointTrajectory
 
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 
@@ -125,6 +128,156 @@ def task_state(sim: Gen3Sim, stamp_ns: int) -> dict[str, Any]:
     }
 
 
+class _SensorWriter:
+    """
+    Writes what the simulator node publishes into a bag, stamped ``start_ns`` + simulated time.
+
+    ``write_due()`` writes every stream whose period has elapsed: joint states, the camera
+    (RGB, depth and both camera infos) and the task state; ``write_command()`` one command.
+    """
+
+    def __init__(self, sim: Gen3Sim, sink: BagSink, rates: RecordingRates, start_ns: int):
+        self.sim = sim
+        self.sink = sink
+        self.start_ns = start_ns
+        self.topics = sim_node.DEFAULT_TOPICS
+        self.info = sim.camera_info()
+        self.periods = {
+            'joint_states': round(1e9 / rates.joint_state_hz),
+            'camera': round(1e9 / rates.camera_hz),
+            'task_state': round(1e9 / rates.task_state_hz),
+        }
+        self.due = dict.fromkeys(self.periods, 0)
+
+    def _write(self, key: str, stamp: int, msg: Any) -> None:
+        self.sink.write(self.topics[key], stamp, serialize_message(msg))
+
+    def write_command(self, plan: JointPlan) -> JointTrajectory:
+        """Write ``plan`` as the command message sent now; return the message."""
+        command = sim_node.plan_to_msg(plan)
+        self._write('command', self.start_ns + self.sim.time_ns, command)
+        return command
+
+    def _take(self, key: str, now: int) -> bool:
+        """Whether stream ``key`` is due at ``now`` (then its next due time moves on)."""
+        if now < self.due[key]:
+            return False
+        self.due[key] += self.periods[key]
+        return True
+
+    def write_due(self) -> None:
+        """Write every stream that is due at the current simulated time."""
+        sim, now = self.sim, self.sim.time_ns
+        stamp = self.start_ns + now
+        if self._take('joint_states', now):
+            q, dq = sim.joint_positions(), sim.joint_velocities()
+            self._write('joint_states', stamp, sim_node.joint_state_msg(stamp, q, dq))
+        if self._take('camera', now):
+            rgb, depth = sim.render()
+            frame = self.info.frame_id
+            self._write('rgb', stamp, sim_node.rgb_msg(stamp, rgb, frame))
+            self._write('depth', stamp, sim_node.depth_msg(stamp, depth, frame))
+            cam = serialize_message(sim_node.camera_info_msg(stamp, self.info))
+            self.sink.write(self.topics['camera_info'], stamp, cam)
+            self.sink.write(self.topics['depth_camera_info'], stamp, cam)
+        if self._take('task_state', now):
+            self._write('task_state', stamp, sim_node.task_state_msg(task_state(sim, stamp)))
+
+
+@dataclass
+class _Replans:
+    """
+    The expert's re-plans of a varied episode: stop at ``pause_ns``, reach again at resume.
+
+    ``due()`` returns the plan to send at the current simulated time, None when nothing is due.
+    """
+
+    target: npt.NDArray[np.float64]
+    expert: ExpertConfig | None
+    pause_s: float = 0.0
+    pause_ns: int | None = None
+    resume_ns: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        drawn: EpisodeVariation | None,
+        start_ns: int,
+        reach: JointPlan,
+        target: npt.NDArray[np.float64],
+        expert: ExpertConfig | None,
+    ) -> Self:
+        """Return the re-plans of ``drawn`` for a ``reach`` sent at ``start_ns``."""
+        if drawn is None or drawn.pause_at is None:
+            return cls(target, expert)
+        pause_ns = start_ns + round(drawn.pause_at * reach.duration * 1e9)
+        return cls(target, expert, drawn.pause_s, pause_ns)
+
+    def due(self, sim: Gen3Sim) -> JointPlan | None:
+        """Return the stop plan at the pause, the new reach at the resume, else None."""
+        now = sim.time_ns
+        if self.pause_ns is not None and now >= self.pause_ns:
+            self.pause_ns = None
+            self.resume_ns = now + round(self.pause_s * 1e9)
+            return stop_plan(sim.joint_positions(), sim.joint_velocities(), self.pause_s)
+        if self.resume_ns is not None and now >= self.resume_ns:
+            self.resume_ns = None
+            return plan_reach(sim.joint_positions(), self.target, self.expert)
+        return None
+
+
+def _start_episode(
+    sim: Gen3Sim,
+    seed: int,
+    variation: DemoVariation | None,
+    expert: ExpertConfig | None,
+) -> tuple[EpisodeSpec, EpisodeVariation | None]:
+    """Reset ``sim`` to ``seed`` and apply the drawn variation's start pose, if any."""
+    spec = sim.reset(seed)
+    drawn = (
+        draw_variation(seed, spec.q0, spec.target, variation, expert)
+        if variation is not None and variation.active
+        else None
+    )
+    if drawn is not None and drawn.start_q is not None:
+        sim.place_arm(drawn.start_q)
+    return spec, drawn
+
+
+def _run_expert(
+    sim: Gen3Sim,
+    writer: _SensorWriter,
+    replans: _Replans,
+    first: JointPlan,
+    settle_time: float,
+    control_dt: float,
+) -> None:
+    """Follow ``first`` (and the re-plans) until the last plan has run and settled."""
+    follower = TrajectoryFollower()
+
+    def send(plan: JointPlan) -> int:
+        """Record and follow ``plan`` from now; return the control steps it needs."""
+        command = writer.write_command(plan)
+        follower.set_trajectory(
+            sim_node.msg_to_command(command),
+            sim.time_ns,
+            sim.joint_positions(),
+            sim.joint_velocities(),
+        )
+        return round((plan.duration + settle_time) / control_dt) + 1
+
+    remaining = send(first)
+    while remaining > 0:
+        remaining -= 1
+        plan = replans.due(sim)
+        if plan is not None:
+            remaining = send(plan)
+        writer.write_due()
+        desired = follower.sample(sim.time_ns)
+        assert desired is not None
+        sim.step(desired[0], desired[1], control_dt)
+
+
 def write_expert_episode(
     sim: Gen3Sim,
     seed: int,
@@ -146,85 +299,13 @@ def write_expert_episode(
     every command the expert sends is recorded. Returns a summary dictionary (seed, target,
     variation, final distance, success, message counts).
     """
-    r = rates or RecordingRates()
-    topics = sim_node.DEFAULT_TOPICS
     sink = BagSink(path, default_topics(), storage)
     try:
-        spec = sim.reset(seed)
-        drawn = (
-            draw_variation(seed, spec.q0, spec.target, variation, expert)
-            if variation is not None and variation.active
-            else None
-        )
-        if drawn is not None and drawn.start_q is not None:
-            sim.place_arm(drawn.start_q)
-        info = sim.camera_info()
-        follower = TrajectoryFollower()
-
-        def send(plan: JointPlan) -> int:
-            """Record and follow ``plan`` from now; return the control steps it needs."""
-            command = sim_node.plan_to_msg(plan)
-            sink.write(topics['command'], start_ns + sim.time_ns, serialize_message(command))
-            follower.set_trajectory(
-                sim_node.msg_to_command(command),
-                sim.time_ns,
-                sim.joint_positions(),
-                sim.joint_velocities(),
-            )
-            return round((plan.duration + settle_time) / control_dt) + 1
-
-        plan = plan_reach(sim.joint_positions(), spec.target, expert)
-        remaining = send(plan)
-        pause_ns = resume_ns = None
-        if drawn is not None and drawn.pause_at is not None:
-            pause_ns = sim.time_ns + round(drawn.pause_at * plan.duration * 1e9)
-        periods = {
-            'joint_states': round(1e9 / r.joint_state_hz),
-            'camera': round(1e9 / r.camera_hz),
-            'task_state': round(1e9 / r.task_state_hz),
-        }
-        due = dict.fromkeys(periods, 0)
-        while remaining > 0:
-            remaining -= 1
-            now = sim.time_ns
-            if drawn is not None and pause_ns is not None and now >= pause_ns:
-                pause_ns = None
-                resume_ns = now + round(drawn.pause_s * 1e9)
-                remaining = send(
-                    stop_plan(sim.joint_positions(), sim.joint_velocities(), drawn.pause_s)
-                )
-            elif resume_ns is not None and now >= resume_ns:
-                resume_ns = None
-                remaining = send(plan_reach(sim.joint_positions(), spec.target, expert))
-            stamp = start_ns + now
-            if now >= due['joint_states']:
-                due['joint_states'] += periods['joint_states']
-                msg = sim_node.joint_state_msg(
-                    stamp, sim.joint_positions(), sim.joint_velocities()
-                )
-                sink.write(topics['joint_states'], stamp, serialize_message(msg))
-            if now >= due['camera']:
-                due['camera'] += periods['camera']
-                rgb, depth = sim.render()
-                frame = info.frame_id
-                sink.write(
-                    topics['rgb'], stamp, serialize_message(sim_node.rgb_msg(stamp, rgb, frame))
-                )
-                sink.write(
-                    topics['depth'],
-                    stamp,
-                    serialize_message(sim_node.depth_msg(stamp, depth, frame)),
-                )
-                cam = serialize_message(sim_node.camera_info_msg(stamp, info))
-                sink.write(topics['camera_info'], stamp, cam)
-                sink.write(topics['depth_camera_info'], stamp, cam)
-            if now >= due['task_state']:
-                due['task_state'] += periods['task_state']
-                state = sim_node.task_state_msg(task_state(sim, stamp))
-                sink.write(topics['task_state'], stamp, serialize_message(state))
-            desired = follower.sample(now)
-            assert desired is not None
-            sim.step(desired[0], desired[1], control_dt)
+        spec, drawn = _start_episode(sim, seed, variation, expert)
+        writer = _SensorWriter(sim, sink, rates or RecordingRates(), start_ns)
+        reach = plan_reach(sim.joint_positions(), spec.target, expert)
+        replans = _Replans.of(drawn, sim.time_ns, reach, spec.target, expert)
+        _run_expert(sim, writer, replans, reach, settle_time, control_dt)
     except BaseException:
         sink.close()
         shutil.rmtree(sink.path, ignore_errors=True)

@@ -1,0 +1,415 @@
+"""
+Metrics of a closed-loop evaluation from what a harness recorded (pure: no ROS, no simulator).
+
+The harness (``sim.ros.eval_recorder``) keeps every message it receives with its receipt time;
+:func:`episode_metrics` turns one episode's record into the per-episode result and
+:func:`summarize` aggregates the episodes. Definitions follow :mod:`kinova_policy_ros.sim.
+closed_loop`: success = final distance end effector -> target within 3 cm / 5 cm, and the
+velocity jump at each chunk boundary = max over joints of |desired velocity of the running
+trajectory - desired velocity of the replacing one| at the instant a command replaces it,
+obtained by replaying the commands through the simulator's ``TrajectoryFollower``.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+import math
+from typing import Any, NotRequired, TypedDict
+
+from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.core.errors import KinovaPolicyError
+from kinova_policy_ros.sim.trajectory import (
+    TrajectoryCommand,
+    TrajectoryFollower,
+    TrajectoryRejected,
+)
+import numpy as np
+import numpy.typing as npt
+
+SUCCESS_3CM = 0.03
+SUCCESS_5CM = 0.05
+TASK_STATE_TOPIC = '/sim_node/task_state'
+INPUT_PROBLEM_STATES = ('stale input', 'invalid input', 'error')
+TRACE_KEYS = ('ee_path', 'task_t_s', 'distance_trace', 'measured', 'commands')
+"""Per-episode entries that are traces (in ``closed_loop.json``, not in the summary)."""
+
+JointSample = tuple[int, list[float], list[float]]
+"""``(receipt ns, positions, velocities)`` in ``kin.JOINT_NAMES`` order (velocities may be [])."""
+
+
+class EpisodeRecord(TypedDict):
+    """What the harness received during one episode, each entry with its receipt time (ns)."""
+
+    joints: list[JointSample]
+    commands: list[tuple[int, TrajectoryCommand]]
+    tasks: list[tuple[int, dict[str, Any]]]
+    diagnostics: list[tuple[int, dict[str, str]]]
+    predicted: int
+
+
+class CommandEntry(TypedDict):
+    """A received command as JSON-friendly lists (the message's own joint order)."""
+
+    t_s: float
+    joint_names: list[str]
+    time_from_start: list[float]
+    positions: list[list[float]]
+    velocities: list[list[float]]
+    stamp_ns: int
+
+
+class MeasuredTrace(TypedDict):
+    """The measured joint states of an episode, ``kin.JOINT_NAMES`` order."""
+
+    joint_names: list[str]
+    t_s: list[float]
+    positions: list[list[float]]
+    velocities: list[list[float]]
+
+
+class EpisodeResult(TypedDict):
+    """One episode's result (distances in metres, velocities in rad/s, times in seconds)."""
+
+    seed: int
+    sim_episode: int
+    target: list[float]
+    final_distance: float
+    min_distance: float
+    success_3cm: bool
+    success_5cm: bool
+    time_to_success_s: float | None
+    duration_s: float
+    commands_received: int
+    commands_published: int | None
+    commands_rejected_by_sim: int
+    last_rejection: str
+    commands_rejected_in_replay: int
+    predicted_received: int
+    chunk_velocity_jumps: list[float]
+    max_chunk_velocity_jump: float
+    inference_latency_p50_ms: float | None
+    inference_latency_p99_ms: float | None
+    points_dropped_for_latency: int | None
+    policy_problem_reports: int
+    first_policy_problem: str
+    ee_path: list[list[float]]
+    task_t_s: list[float]
+    distance_trace: list[float]
+    measured: MeasuredTrace
+    commands: list[CommandEntry]
+
+
+class ProcessInfo(TypedDict):
+    """A node process of the evaluation, as the summary reports it."""
+
+    pid: int | None
+    returncode: int | None
+    log: str
+
+
+class Summary(TypedDict):
+    """The aggregate of an evaluation (``closed_loop.json['summary']``)."""
+
+    episodes: int
+    seeds: list[int]
+    success_3cm: float | None
+    success_5cm: float | None
+    mean_final_distance: float | None
+    median_final_distance: float | None
+    commands_received: int
+    policy_problem_reports: int
+    chunk_boundaries: int
+    boundary_jump_median: float | None
+    boundary_jump_p95: float | None
+    boundary_jump_max: float | None
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    episode_duration_s: float | None
+    startup_s: float | None
+    wall_time_s: float
+    per_episode: list[dict[str, Any]]
+    processes: NotRequired[dict[str, ProcessInfo]]
+    plots: NotRequired[list[str]]
+
+
+def float_or_none(value: str | float | None) -> float | None:
+    """Return ``value`` as a finite float, None when it is not a finite number."""
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def command_entry(t_s: float, cmd: TrajectoryCommand) -> CommandEntry:
+    """Return a received command as JSON-friendly lists (the command's own joint order)."""
+    return {
+        't_s': t_s,
+        'joint_names': list(cmd.joint_names),
+        'time_from_start': [float(t) for t in cmd.time_from_start],
+        'positions': [[float(v) for v in p] for p in cmd.positions],
+        'velocities': [[float(v) for v in p] for p in cmd.velocities or []],
+        'stamp_ns': int(cmd.stamp_ns),
+    }
+
+
+def chunk_velocity_jumps(
+    commands: Sequence[Mapping[str, Any]],
+    measured: Mapping[str, Any],
+    angle_wraparound: bool = False,
+) -> tuple[list[float], int]:
+    """
+    Velocity jump (rad/s, max over joints) at every chunk boundary, and the rejected count.
+
+    Replays ``commands`` (``command_entry`` dictionaries, ``t_s`` = receipt time) through a
+    ``TrajectoryFollower``, each anchored at the last measured state (``measured``: ``t_s``,
+    ``positions``, ``velocities`` in ``kin.JOINT_NAMES`` order) received before it. For each
+    command that replaces a running trajectory: max |desired velocity just before - just
+    after|, the definition of ``closed_loop.run_policy_episode``.
+    """
+    follower = TrajectoryFollower(angle_wraparound=angle_wraparound)
+    t_meas = np.asarray(measured.get('t_s', []), dtype=np.float64)
+    q_meas = np.asarray(measured.get('positions', []), dtype=np.float64).reshape(-1, 7)
+    dq_meas = np.asarray(measured.get('velocities', []), dtype=np.float64)
+    if dq_meas.shape != q_meas.shape:
+        dq_meas = np.zeros_like(q_meas)
+    jumps: list[float] = []
+    rejected = 0
+    for c in commands:
+        now = round(float(c['t_s']) * 1e9)
+        i = int(np.searchsorted(t_meas, float(c['t_s']), side='right')) - 1
+        if i < 0:
+            if t_meas.size == 0:
+                continue
+            i = 0
+        cmd = TrajectoryCommand(
+            joint_names=list(c['joint_names']),
+            time_from_start=list(c['time_from_start']),
+            positions=list(c['positions']),
+            velocities=list(c['velocities']) or None,
+            stamp_ns=int(c.get('stamp_ns', 0)),
+        )
+        before = follower.sample(now)
+        try:
+            follower.set_trajectory(cmd, now, q_meas[i], dq_meas[i])
+        except TrajectoryRejected:
+            rejected += 1
+            continue
+        after = follower.sample(now)
+        if before is not None and after is not None:
+            jumps.append(float(np.max(np.abs(after[1] - before[1]))))
+    return jumps, rejected
+
+
+def measured_trace(joints: Sequence[JointSample], t0_ns: int) -> MeasuredTrace:
+    """Return the joint samples as a trace, times in seconds since ``t0_ns``."""
+    return {
+        'joint_names': list(kin.JOINT_NAMES),
+        't_s': [(s - t0_ns) * 1e-9 for s, _, _ in joints],
+        'positions': [q for _, q, _ in joints],
+        'velocities': [dq for _, _, dq in joints] if all(dq for _, _, dq in joints) else [],
+    }
+
+
+def counter_delta(
+    key: str, after: Mapping[str, str] | None, before: Mapping[str, str] | None
+) -> int | None:
+    """Return how much the diagnostics counter ``key`` grew (None when ``after`` lacks it)."""
+    a = float_or_none((after or {}).get(key))
+    b = float_or_none((before or {}).get(key)) or 0.0
+    return None if a is None else int(a - b)
+
+
+def policy_problems(diagnostics: Sequence[tuple[int, Mapping[str, str]]]) -> list[str]:
+    """Return ``'state: detail'`` of every diagnostics report of an input problem."""
+    return [
+        f'{v.get("state")}: {v.get("detail", "")}'
+        for _, v in diagnostics
+        if v.get('state') in INPUT_PROBLEM_STATES
+    ]
+
+
+def _task_metrics(
+    tasks: Sequence[tuple[int, Mapping[str, Any]]], t0_ns: int
+) -> dict[str, Any]:
+    """Distance outcome and traces of the task states received during an episode."""
+    task_t = [(s - t0_ns) * 1e-9 for s, _ in tasks]
+    distance = np.array([float(t['distance']) for _, t in tasks], dtype=np.float64)
+    reached: npt.NDArray[np.intp] = np.nonzero(distance <= SUCCESS_3CM)[0]
+    final = float(distance[-1])
+    first, last = tasks[0][1], tasks[-1][1]
+    return {
+        'final_distance': final,
+        'min_distance': float(distance.min()),
+        'success_3cm': final <= SUCCESS_3CM,
+        'success_5cm': final <= SUCCESS_5CM,
+        'time_to_success_s': float(task_t[reached[0]]) if reached.size else None,
+        'commands_rejected_by_sim': int(last.get('trajectories_rejected', 0))
+        - int(first.get('trajectories_rejected', 0)),
+        'last_rejection': str(last.get('last_rejection', '')),
+        'ee_path': [[float(v) for v in t['ee']] for _, t in tasks if 'ee' in t],
+        'task_t_s': task_t,
+        'distance_trace': distance.tolist(),
+    }
+
+
+def episode_metrics(
+    seed: int,
+    reset_info: Mapping[str, Any],
+    record: EpisodeRecord,
+    t0_ns: int,
+    end_ns: int,
+    diag_after: Mapping[str, str] | None,
+    diag_before: Mapping[str, str] | None,
+    angle_wraparound: bool = False,
+) -> EpisodeResult:
+    """
+    Turn one episode's record into the per-episode result.
+
+    Only messages received in ``[t0_ns, end_ns]`` count; task states only of the simulator
+    episode ``reset_info['episode']``. Times ``t_s`` are seconds since ``t0_ns`` (enable).
+    ``diag_before`` / ``diag_after`` are the node's ``/diagnostics`` values before enabling and
+    after it reported the disable; their counters give ``commands_published`` and
+    ``points_dropped_for_latency`` (these run until the node saw the disable, so they may count
+    one plan more than the recording window). Traces: ``ee_path`` (task state),
+    ``task_t_s`` + ``distance_trace``, ``measured`` (joint states in ``kin.JOINT_NAMES`` order)
+    and ``commands`` (``command_entry`` dictionaries, the command's joint order).
+
+    :raises KinovaPolicyError: no task state of the episode was received in the window.
+    """
+    episode_index = int(reset_info.get('episode', -1))
+
+    def inside(stamp: int) -> bool:
+        return t0_ns <= stamp <= end_ns
+
+    measured = measured_trace([j for j in record['joints'] if inside(j[0])], t0_ns)
+    commands = [
+        command_entry((s - t0_ns) * 1e-9, c) for s, c in record['commands'] if inside(s)
+    ]
+    tasks = [
+        (s, t)
+        for s, t in record['tasks']
+        if inside(s) and int(t.get('episode', episode_index)) == episode_index
+    ]
+    if not tasks:
+        raise KinovaPolicyError(
+            f'seed {seed}: no {TASK_STATE_TOPIC} message of simulator episode '
+            f'{episode_index} received during the episode'
+        )
+    task = _task_metrics(tasks, t0_ns)
+    jumps, replay_rejected = chunk_velocity_jumps(commands, measured, angle_wraparound)
+    diag = dict(diag_after or {})
+    problems = policy_problems([d for d in record.get('diagnostics', []) if inside(d[0])])
+    target = reset_info.get('target', tasks[-1][1].get('target', []))
+    return {
+        'seed': int(seed),
+        'sim_episode': episode_index,
+        'target': [float(v) for v in target],
+        'final_distance': task['final_distance'],
+        'min_distance': task['min_distance'],
+        'success_3cm': task['success_3cm'],
+        'success_5cm': task['success_5cm'],
+        'time_to_success_s': task['time_to_success_s'],
+        'duration_s': (end_ns - t0_ns) * 1e-9,
+        'commands_received': len(commands),
+        'commands_published': counter_delta('commands_published', diag, diag_before),
+        'commands_rejected_by_sim': task['commands_rejected_by_sim'],
+        'last_rejection': task['last_rejection'],
+        'commands_rejected_in_replay': replay_rejected,
+        'predicted_received': int(record.get('predicted', 0)),
+        'chunk_velocity_jumps': jumps,
+        'max_chunk_velocity_jump': max(jumps, default=0.0),
+        'inference_latency_p50_ms': float_or_none(diag.get('inference_latency_p50_ms')),
+        'inference_latency_p99_ms': float_or_none(diag.get('inference_latency_p99_ms')),
+        'points_dropped_for_latency': counter_delta(
+            'points_dropped_for_latency', diag, diag_before
+        ),
+        'policy_problem_reports': len(problems),
+        'first_policy_problem': problems[0] if problems else '',
+        'ee_path': task['ee_path'],
+        'task_t_s': task['task_t_s'],
+        'distance_trace': task['distance_trace'],
+        'measured': measured,
+        'commands': commands,
+    }
+
+
+def compact(episode: Mapping[str, Any]) -> dict[str, Any]:
+    """Return an episode result without its traces (for summaries)."""
+    out = {k: v for k, v in episode.items() if k not in TRACE_KEYS}
+    out.pop('chunk_velocity_jumps', None)
+    return out
+
+
+def _stat(
+    fn: Callable[[npt.NDArray[np.float64]], Any], a: npt.NDArray[np.float64]
+) -> float | None:
+    return float(fn(a)) if a.size else None
+
+
+def _rate(episodes: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    return float(np.mean([bool(e[key]) for e in episodes])) if episodes else None
+
+
+def summarize(
+    episodes: Sequence[Mapping[str, Any]],
+    wall_time_s: float,
+    last_diag: Mapping[str, str] | None = None,
+    startup_s: float | None = None,
+) -> Summary:
+    """
+    Aggregate the episodes: success rates, distances, chunk-boundary jumps, node latency.
+
+    The latency is the node's own figure from its last ``/diagnostics`` (its last 500 plans).
+    """
+    final = np.array([float(e['final_distance']) for e in episodes], dtype=np.float64)
+    jumps = np.array(
+        [j for e in episodes for j in e.get('chunk_velocity_jumps', [])], dtype=np.float64
+    )
+    durations = np.array([float(e['duration_s']) for e in episodes], dtype=np.float64)
+    diag = dict(last_diag or {})
+    return {
+        'episodes': len(episodes),
+        'seeds': [int(e['seed']) for e in episodes],
+        'success_3cm': _rate(episodes, 'success_3cm'),
+        'success_5cm': _rate(episodes, 'success_5cm'),
+        'mean_final_distance': _stat(np.mean, final),
+        'median_final_distance': _stat(np.median, final),
+        'commands_received': int(sum(int(e['commands_received']) for e in episodes)),
+        'policy_problem_reports': int(
+            sum(int(e.get('policy_problem_reports', 0)) for e in episodes)
+        ),
+        'chunk_boundaries': int(jumps.size),
+        'boundary_jump_median': _stat(np.median, jumps),
+        'boundary_jump_p95': _stat(lambda a: np.percentile(a, 95), jumps),
+        'boundary_jump_max': _stat(np.max, jumps),
+        'latency_p50_ms': float_or_none(diag.get('inference_latency_p50_ms')),
+        'latency_p99_ms': float_or_none(diag.get('inference_latency_p99_ms')),
+        'episode_duration_s': _stat(np.mean, durations),
+        'startup_s': startup_s,
+        'wall_time_s': float(wall_time_s),
+        'per_episode': [compact(e) for e in episodes],
+    }
+
+
+def progress_line(e: Mapping[str, Any], index: int, total: int) -> str:
+    """Return the one-line report of episode ``index`` (1-based) of ``total``."""
+    lat = e.get('inference_latency_p50_ms')
+    return (
+        f'closed loop over DDS [{index}/{total}] seed {e["seed"]}: final distance '
+        f'{1000 * e["final_distance"]:.1f} mm (min {1000 * e["min_distance"]:.1f} mm), '
+        f'{"success" if e["success_3cm"] else "no success"} within 3 cm, '
+        f'{e["commands_received"]} commands, max chunk jump '
+        f'{e["max_chunk_velocity_jump"]:.3f} rad/s'
+        + (f', latency p50 {lat:.1f} ms' if lat is not None else '')
+    )
+
+
+def summary_line(summary: Summary) -> str:
+    """Return the one-line report of a whole evaluation."""
+    return (
+        f'closed loop over DDS: {summary["episodes"]} episodes, success within 3 cm '
+        f'{summary["success_3cm"] or 0.0:.0%} (5 cm {summary["success_5cm"] or 0.0:.0%}), '
+        f'median final distance {1000 * (summary["median_final_distance"] or 0.0):.1f} mm, '
+        f'wall time {summary["wall_time_s"]:.1f} s'
+    )
