@@ -52,13 +52,11 @@ class TopicInfo(Protocol):
     def count(self) -> int: ...
 
 
-class TopicReport(TypedDict):
-    """One topic role: the topic read for it, its type and message count."""
-
-    name: str
-    type: str | None
-    messages: int
-    used: bool
+#: One topic role: the topic read for it, its type and message count (functional syntax: the
+#: JSON key ``type`` is not a class attribute then).
+TopicReport = TypedDict(  # noqa: UP013
+    'TopicReport', {'name': str, 'type': 'str | None', 'messages': int, 'used': bool}
+)
 
 
 class DroppedFrames(TypedDict):
