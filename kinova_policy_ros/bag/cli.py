@@ -15,16 +15,19 @@ failure in one bag is reported and the others still convert.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import as_completed, ProcessPoolExecutor
 import ctypes
 from dataclasses import dataclass, field, fields, replace
 import multiprocessing
 from pathlib import Path
 import sys
-from typing import Any
+import types
+import typing
+from typing import Any, Literal
 
 from kinova_policy_ros.bag.convert import convert_bag, ConvertOptions, output_stem
+from kinova_policy_ros.bag.report import BagReport, dropped_total
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
 
 __all__ = [
@@ -58,47 +61,132 @@ def default_config_path() -> Path | None:
     return shared if shared.exists() else None
 
 
-def _coerce(name: str, value: Any, where: str) -> Any:
-    """Convert a YAML / command-line value to the type of option ``name``."""
+#: Checks of an option's value beyond its declared type: name -> (predicate, what it must be).
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    'joint_names': (lambda v: len(v) == 7 and len(set(v)) == 7, '7 distinct joint names'),
+    'resize': (lambda v: v[0] > 0 and v[1] > 0, 'a positive height and width'),
+    'depth_tolerance_s': (lambda v: v > 0, '> 0'),
+    'max_joint_gap_s': (lambda v: v > 0, '> 0'),
+    'split_on_gap_s': (lambda v: v > 0, '> 0'),
+    'workers': (lambda v: v >= 1, '>= 1'),
+    'min_frames': (lambda v: v >= 1, '>= 1'),
+}
+
+
+def _option_types() -> dict[str, Any]:
+    """Return the declared type of every ConvertOptions field (annotations resolved)."""
+    return typing.get_type_hints(ConvertOptions)
+
+
+def _to_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError('expected true or false')
+    return value
+
+
+def _to_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError('expected an integer, got a boolean')
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueError('expected an integer')
+
+
+def _to_float(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError('expected a number, got a boolean')
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ValueError('expected a number')
+
+
+def _to_str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f'expected a string, got {type(value).__name__}')
+    return value
+
+
+def _to_tuple(args: tuple[Any, ...], value: object) -> tuple[Any, ...]:
+    """Convert a list, or a string split at ``,`` (``x`` for numbers), to ``tuple[args]``."""
+    variadic = len(args) == 2 and args[1] is Ellipsis
+    numeric = all(a in (int, float) for a in args if a is not Ellipsis)
+    if isinstance(value, str):
+        items: list[object] = list(value.lower().split('x') if numeric else value.split(','))
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ValueError(f'expected a list or a string, got {type(value).__name__}')
+    stripped = [p.strip() if isinstance(p, str) else p for p in items]
+    parts = [p for p in stripped if p != '']
+    if variadic:
+        return tuple(_to_type(args[0], p) for p in parts)
+    if len(parts) != len(args):
+        shape = 'x'.join(['N'] * len(args)) if numeric else ','.join(['V'] * len(args))
+        raise ValueError(f'expected {len(args)} values ({shape}), got {len(parts)}')
+    return tuple(_to_type(a, p) for a, p in zip(args, parts))
+
+
+def _to_type(hint: Any, value: object) -> Any:
+    """Convert ``value`` to the declared type ``hint``; ValueError / TypeError if it is not one."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+        else:
+            kinds = [a for a in args if a is not type(None)]
+            if len(kinds) == 1:
+                return _to_type(kinds[0], value)
+        raise TypeError(f'cannot convert to {hint}')
     if value is None:
-        return None
-    original = value
+        raise ValueError('a value is required (null is not allowed here)')
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f'expected one of {", ".join(repr(a) for a in args)}')
+        return value
+    if origin is tuple:
+        return _to_tuple(args, value)
+    converters: dict[Any, Callable[[object], Any]] = {
+        bool: _to_bool,
+        int: _to_int,
+        float: _to_float,
+        str: _to_str,
+    }
+    if hint not in converters:
+        raise TypeError(f'no conversion to {hint}')
+    return converters[hint](value)
+
+
+def _coerce(name: str, value: object, where: str) -> Any:
+    """
+    Convert a YAML / command-line value to the declared type of ConvertOptions field ``name``.
+
+    Raises :class:`ConfigError` naming ``where`` (the file or the command line), the option and
+    the value for an unknown option, a value of the wrong type or one out of range.
+    """
+    hints = _option_types()
+    if name not in hints:
+        raise ConfigError(f'{where}: unknown option {name!r} (known: {sorted(hints)})')
     try:
-        if name == 'joint_names':
-            names = value.split(',') if isinstance(value, str) else list(value)
-            out = tuple(str(n).strip() for n in names if str(n).strip())
-            if len(out) != 7 or len(set(out)) != 7:
-                raise ValueError(f'expected 7 distinct joint names, got {list(out)}')
-            return out
-        if name == 'resize':
-            parts = value.lower().split('x') if isinstance(value, str) else list(value)
-            if len(parts) != 2:
-                raise ValueError('expected HxW, e.g. 240x320')
-            h, w = int(parts[0]), int(parts[1])
-            if h <= 0 or w <= 0:
-                raise ValueError('height and width must be positive')
-            return (h, w)
-        if name == 'stamp':
-            if value not in ('header', 'bag'):
-                raise ValueError("expected 'header' or 'bag'")
-            return str(value)
-        if name in ('depth_tolerance_s', 'max_joint_gap_s', 'split_on_gap_s'):
-            f = float(value)
-            if not f > 0:
-                raise ValueError('must be > 0')
-            return f
-        if name in ('workers', 'min_frames'):
-            i = int(value)
-            if i < 1:
-                raise ValueError('must be >= 1')
-            return i
-        if name in ('overwrite', 'compress', 'allow_missing_camera_info', 'progress'):
-            if not isinstance(value, bool):
-                raise ValueError('expected true or false')
-            return value
-        return str(value)
+        out = _to_type(hints[name], value)
+        check = _CHECKS.get(name)
+        if out is not None and check is not None and not check[0](out):
+            raise ValueError(f'must be {check[1]}')
     except (TypeError, ValueError) as err:
-        raise ConfigError(f'{where}: option {name!r} = {original!r}: {err}') from err
+        raise ConfigError(f'{where}: option {name!r} = {value!r}: {err}') from err
+    return out
 
 
 def load_options(config: str | Path | None = None, **overrides: Any) -> ConvertOptions:
@@ -140,7 +228,7 @@ class BagResult:
     bag: str
     ok: bool
     outputs: list[str] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
+    report: BagReport | None = None  # None when the bag failed
     error: str = ''
 
 
@@ -225,18 +313,17 @@ def summary_table(results: Sequence[BagResult]) -> str:
     """Return a plain-text table: one row per bag (status, frames, time span, outputs/error)."""
     rows = [('bag', 'status', 'episodes', 'kept', 'dropped', 'span s', 'rate Hz', 'output')]
     for r in results:
-        if r.ok:
-            frames = r.report.get('frames', {})
-            time = r.report.get('time', {})
+        if r.ok and r.report is not None:
+            frames, time = r.report['frames'], r.report['time']
             rows.append(
                 (
                     Path(r.bag).name,
                     'ok',
                     str(len(r.outputs)),
-                    str(frames.get('kept', '')),
-                    str(sum(frames.get('dropped', {}).values())),
-                    f'{time.get("duration_s", 0.0):.2f}',
-                    f'{time.get("rate_hz", 0.0):.1f}',
+                    str(frames['kept']),
+                    str(dropped_total(frames['dropped'])),
+                    f'{time["duration_s"]:.2f}',
+                    f'{time["rate_hz"]:.1f}',
                     ', '.join(Path(o).name for o in r.outputs),
                 )
             )

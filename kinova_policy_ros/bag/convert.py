@@ -12,24 +12,34 @@ validated and written atomically with its JSON report.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-import json
+from dataclasses import dataclass
 from pathlib import Path
 import re
-from typing import Any
 
 from kinova_policy_ros import __version__
 from kinova_policy_ros.bag.collect import FrameCollector
 from kinova_policy_ros.bag.options import ConvertOptions
 from kinova_policy_ros.bag.reader import BagSource, resolve_bag_path
+from kinova_policy_ros.bag.report import (
+    BagReport,
+    CameraInfoReport,
+    DroppedFrames,
+    options_report,
+    time_span,
+    TopicReport,
+    topics_report,
+    write_report,
+)
 from kinova_policy_ros.bag.sync import rebase_continuous, split_segments
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import BagError
-from kinova_policy_ros.data.schema import atomic_write, Episode, save_episode
+from kinova_policy_ros.core.progress import Progress, progress
+from kinova_policy_ros.data.npz_writer import FrameStream
+from kinova_policy_ros.data.schema import Episode, save_episode
 import numpy as np
-from tqdm import tqdm
+import numpy.typing as npt
 
-__all__ = ['ConvertOptions', 'convert_bag', 'output_paths', 'output_stem']
+__all__ = ['ConvertOptions', 'convert_bag', 'output_paths', 'output_stem', 'topics_report']
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
@@ -49,6 +59,7 @@ def output_stem(bag: str | Path) -> str:
 
 
 def output_paths(out_dir: Path, stem: str, n_segments: int | None) -> list[Path]:
+    """Return the npz paths of a bag: one file, or one per segment when it is split."""
     if n_segments is None:
         return [out_dir / f'{stem}.npz']
     return [out_dir / f'{stem}_seg{i:02d}.npz' for i in range(n_segments)]
@@ -61,7 +72,10 @@ def _existing_outputs(out_dir: Path, stem: str) -> list[Path]:
     return sorted(p for p in out_dir.iterdir() if pattern.fullmatch(p.name))
 
 
-def _camera(col: FrameCollector, opts: ConvertOptions) -> tuple[np.ndarray, np.ndarray, dict]:
+def _camera(
+    col: FrameCollector,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], CameraInfoReport]:
+    """Intrinsics K (scaled to the output size), distortion D and the report's camera part."""
     assert col.hw is not None and col.native_hw is not None
     h, w = col.hw
     info = col.camera_info
@@ -73,7 +87,7 @@ def _camera(col: FrameCollector, opts: ConvertOptions) -> tuple[np.ndarray, np.n
     src_w, src_h = (iw, ih) if iw > 0 and ih > 0 else (col.native_hw[1], col.native_hw[0])
     k[0] *= w / src_w
     k[1] *= h / src_h
-    meta = {
+    meta: CameraInfoReport = {
         'present': True,
         'width': iw,
         'height': ih,
@@ -96,7 +110,7 @@ def _fail_if_exists(bag: str, out_dir: Path, stem: str, opts: ConvertOptions) ->
 
 def convert_bag(
     bag: str | Path, out_dir: str | Path, opts: ConvertOptions, *, position: int = 0
-) -> tuple[list[Path], dict[str, Any]]:
+) -> tuple[list[Path], BagReport]:
     """
     Convert one bag; return the npz paths written and the bag's report.
 
@@ -132,13 +146,13 @@ def convert_bag(
             col = FrameCollector(
                 bag_s, opts, rgb_t.count, output_paths(out, stem, None)[0] if single else None
             )
-            with tqdm(
-                total=sum(topics[t].count for t in read),
-                desc=stem,
+            with progress(
+                sum(topics[t].count for t in read),
+                stem,
                 unit='msg',
+                disable=not opts.progress,
                 position=position,
                 leave=False,
-                disable=not opts.progress,
                 mininterval=0.5,
             ) as bar:
                 names = (rgb_t.name, depth_t.name, joint_t.name)
@@ -154,7 +168,7 @@ def _read_messages(
     src: BagSource,
     read: list[str],
     col: FrameCollector,
-    bar: Any,
+    bar: Progress,
     info_name: str | None,
     names: tuple[str, str, str],
 ) -> None:
@@ -181,51 +195,32 @@ def _read_messages(
         bar.update()
 
 
-def topics_report(topics: dict[str, Any], read: list[str], opts: ConvertOptions) -> dict:
-    roles = {
-        'rgb': opts.rgb_topic,
-        'depth': opts.depth_topic,
-        'joint_states': opts.joint_states_topic,
-        'camera_info': opts.camera_info_topic,
-        'tf': opts.tf_topic,
-        'tf_static': opts.tf_static_topic,
-    }
-    out: dict[str, Any] = {}
-    for role, name in roles.items():
-        t = topics.get(name)
-        out[role] = {
-            'name': name,
-            'type': t.msgtype if t else None,
-            'messages': t.count if t else 0,
-            'used': name in read,
-        }
-    return out
+@dataclass
+class _Matched:
+    """The RGB frames kept after matching depth and joint states (``idx`` into the collected)."""
+
+    n: int  # RGB frames collected
+    idx: npt.NDArray[np.intp]
+    stamps: npt.NDArray[np.int64]  # of the kept frames
+    q: npt.NDArray[np.float64]
+    dq: npt.NDArray[np.float64]
+    depth_dt: npt.NDArray[np.float64]  # of every collected frame (s)
+    tolerance_s: float
+    velocity_source: str
+    dropped: DroppedFrames
 
 
-def _span(stamps: np.ndarray) -> dict[str, Any]:
-    n = len(stamps)
-    duration = (int(stamps[-1]) - int(stamps[0])) * 1e-9 if n else 0.0
-    dt = float(np.median(np.diff(stamps))) * 1e-9 if n > 1 else 0.0
-    return {
-        'start_ns': int(stamps[0]) if n else 0,
-        'end_ns': int(stamps[-1]) if n else 0,
-        'duration_s': duration,
-        'rate_hz': 1.0 / dt if dt > 0 else 0.0,
-    }
+@dataclass
+class _EePose:
+    xyz: npt.NDArray[np.float64]
+    rpy: npt.NDArray[np.float64]
+    source: str
+    fk_fallback: int
 
 
-def _finish(
-    col: FrameCollector,
-    bag: str,
-    out: Path,
-    stem: str,
-    opts: ConvertOptions,
-    storage: str,
-    topics: dict[str, Any],
-) -> tuple[list[Path], dict[str, Any]]:
-    col.settle_pending()
-    n = len(col.stamps)
-    if n == 0 or col.rgb is None or col.depth is None:
+def _check_collected(col: FrameCollector, bag: str, opts: ConvertOptions) -> None:
+    """Raise :class:`BagError` naming the topic that gave nothing usable."""
+    if len(col.stamps) == 0 or col.rgb is None or col.depth is None:
         raise BagError(f'{bag}: topic {opts.rgb_topic!r}: no RGB frame could be read')
     if col.depth_count == 0:
         raise BagError(f'{bag}: topic {opts.depth_topic!r}: no depth frame could be read')
@@ -234,82 +229,121 @@ def _finish(
             f'{bag}: topic {opts.joint_states_topic!r}: no message has the arm joints '
             f'{list(opts.joint_names)}'
         )
+
+
+def _match(col: FrameCollector, opts: ConvertOptions) -> _Matched:
+    """Keep the frames with a depth frame within tolerance and joint states around them."""
+    n = len(col.stamps)
     stamps = np.asarray(col.stamps, dtype=np.int64)
     period = float(np.median(np.diff(stamps))) * 1e-9 if n > 1 else 0.0
     tol = opts.depth_tolerance_s if opts.depth_tolerance_s is not None else 0.5 * period
     depth_dt = col.depth_dt[:n]
     depth_ok = depth_dt <= tol + 1e-12 if n > 1 or opts.depth_tolerance_s else depth_dt < np.inf
     js = col.joints.sample(stamps, round(opts.max_joint_gap_s * 1e9))
-    keep = depth_ok & js.valid
-    dropped = {
+    dropped: DroppedFrames = {
         'no_depth': int(np.sum(~depth_ok)),
         'joint_gap': int(np.sum(depth_ok & (js.reason == 'joint_gap'))),
         'no_joint_state': int(np.sum(depth_ok & (js.reason == 'no_joint_state'))),
         'duplicate_stamp': col.duplicates,
+        'short_segment': 0,  # set by _segments
     }
-    idx = np.flatnonzero(keep)
-    # the streamed file (one only without split_on_gap_s) holds every RGB frame in order: it is
-    # the output when all of them were kept
+    idx = np.flatnonzero(depth_ok & js.valid)
+    return _Matched(
+        n, idx, stamps[idx], js.q[idx], js.dq[idx], depth_dt, tol, js.velocity_source, dropped
+    )
+
+
+def _compact(col: FrameCollector, idx: npt.NDArray[np.intp]) -> FrameStream | None:
+    """
+    Move the kept frames to the front of the frame arrays; return the stream if it is the output.
+
+    The streamed file (one only without ``split_on_gap_s``) holds every RGB frame in order: it is
+    the output when all of them were kept, and is deleted otherwise.
+    """
+    assert col.rgb is not None and col.depth is not None
     keep_stream = len(idx) == col.capacity
     if not keep_stream:
         col.depth_to_memory()  # the arrays become the output: frames only in the file come back
     stream = col.end_stream(keep=keep_stream)
-    for k, i in enumerate(idx):  # compact in place: k <= i, so nothing is read after overwrite
+    for k, i in enumerate(idx.tolist()):  # in place: k <= i, so nothing is read after overwrite
         if k != i:
             col.rgb[k] = col.rgb[i]
             col.depth[k] = col.depth[i]
-    m = len(idx)
-    stamps_k, q_all, dq_all = stamps[idx], js.q[idx], js.dq[idx]
-    ee_source, fk_fallback = 'fk', 0
-    xyz, rpy = kin.fk(q_all) if m else (np.zeros((0, 3)), np.zeros((0, 3)))
-    chain = col.tf.chain(opts.base_frame, opts.ee_frame)
-    if chain is not None and m:
-        poses, ok = col.tf.lookup(
-            opts.base_frame, opts.ee_frame, stamps_k, round(opts.max_joint_gap_s * 1e9)
-        )
-        ee_source = 'tf'
-        fk_fallback = int(np.sum(~ok))
-        xyz = np.where(ok[:, None], poses[:, :3, 3], xyz)
-        rpy = np.where(ok[:, None], kin.matrix_to_rpy(poses[:, :3, :3]), rpy)
+    return stream
+
+
+def _ee_pose(col: FrameCollector, opts: ConvertOptions, m: _Matched) -> _EePose:
+    """End-effector pose from TF where the bag has the chain, forward kinematics elsewhere."""
+    if not len(m.idx):
+        return _EePose(np.zeros((0, 3)), np.zeros((0, 3)), 'fk', 0)
+    xyz, rpy = kin.fk(m.q)
+    if col.tf.chain(opts.base_frame, opts.ee_frame) is None:
+        return _EePose(xyz, rpy, 'fk', 0)
+    poses, ok = col.tf.lookup(
+        opts.base_frame, opts.ee_frame, m.stamps, round(opts.max_joint_gap_s * 1e9)
+    )
+    xyz = np.where(ok[:, None], poses[:, :3, 3], xyz)
+    rpy = np.where(ok[:, None], kin.matrix_to_rpy(poses[:, :3, :3]), rpy)
+    return _EePose(xyz, rpy, 'tf', int(np.sum(~ok)))
+
+
+def _segments(bag: str, opts: ConvertOptions, m: _Matched) -> list[slice]:
+    """Split the kept frames at gaps (if asked); drop segments shorter than ``min_frames``."""
     gap_ns = None if opts.split_on_gap_s is None else round(opts.split_on_gap_s * 1e9)
-    segments = split_segments(stamps_k, gap_ns)
+    segments = split_segments(m.stamps, gap_ns)
     short = [s for s in segments if s.stop - s.start < opts.min_frames]
     segments = [s for s in segments if s.stop - s.start >= opts.min_frames]
-    dropped['short_segment'] = int(sum(s.stop - s.start for s in short))
+    m.dropped['short_segment'] = int(sum(s.stop - s.start for s in short))
     if not segments:
         raise BagError(
             f'{bag}: no episode of at least {opts.min_frames} frames is left after '
-            f'synchronisation ({n} RGB frames on {opts.rgb_topic!r}, dropped: {dropped})'
+            f'synchronisation ({m.n} RGB frames on {opts.rgb_topic!r}, dropped: {m.dropped})'
         )
-    k_mat, d_vec, cam_meta = _camera(col, opts)
+    return segments
+
+
+def _report(
+    col: FrameCollector,
+    opts: ConvertOptions,
+    source: tuple[str, str, dict[str, TopicReport]],
+    m: _Matched,
+    ee: _EePose,
+    segments: list[slice],
+) -> BagReport:
+    """Build the bag's report (``source``: the bag, its storage and the topics report)."""
     assert col.hw is not None
-    kept_total = int(sum(s.stop - s.start for s in segments))
-    report: dict[str, Any] = {
+    bag, storage, topics = source
+    offsets = m.depth_dt[m.idx]
+    return {
         'source': bag,
         'storage': storage,
         'converter_version': __version__,
         'topics': topics,
         'stamp_source': opts.stamp,
         'header_stamp_fallbacks': col.stamp_fallbacks,
-        'frames': {'rgb_messages': n + col.duplicates, 'kept': kept_total, 'dropped': dropped},
+        'frames': {
+            'rgb_messages': m.n + col.duplicates,
+            'kept': int(sum(s.stop - s.start for s in segments)),
+            'dropped': m.dropped,
+        },
         'depth': {
             'messages': col.depth_count,
-            'tolerance_s': tol,
-            'max_offset_s': float(depth_dt[idx].max()) if m else 0.0,
-            'mean_offset_s': float(depth_dt[idx].mean()) if m else 0.0,
+            'tolerance_s': m.tolerance_s,
+            'max_offset_s': float(offsets.max()) if len(offsets) else 0.0,
+            'mean_offset_s': float(offsets.mean()) if len(offsets) else 0.0,
         },
         'joints': {
             'names': list(opts.joint_names),
             'messages': len(col.joints),
             'skipped_without_arm_joints': col.joints.skipped_without_arm_joints,
-            'velocity_source': js.velocity_source,
+            'velocity_source': m.velocity_source,
             'max_gap_s': opts.max_joint_gap_s,
         },
         'ee_pose': {
-            'source': ee_source,
+            'source': ee.source,
             'base_frame': opts.base_frame,
             'ee_frame': opts.ee_frame,
-            'fk_fallback_frames': fk_fallback,
+            'fk_fallback_frames': ee.fk_fallback,
             'tf_frames': col.tf.frames(),
         },
         'image': {
@@ -319,60 +353,89 @@ def _finish(
             'depth_native_hw': list(col.depth_native_hw or ()),
             'output_hw': list(col.hw),
         },
-        'camera_info': cam_meta,
-        'time': _span(stamps_k[slice(segments[0].start, segments[-1].stop)]),
-        'options': {
-            k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in asdict(opts).items()
-            if k not in ('workers', 'progress', 'overwrite')
-        },
+        'camera_info': _camera(col)[2],
+        'time': time_span(m.stamps[slice(segments[0].start, segments[-1].stop)]),
+        'options': options_report(opts),
     }
-    paths = output_paths(out, stem, None if gap_ns is None else len(segments))
+
+
+def _write_segments(
+    col: FrameCollector,
+    opts: ConvertOptions,
+    paths: list[Path],
+    segments: list[slice],
+    episode: tuple[_Matched, _EePose, FrameStream | None],
+    report: BagReport,
+) -> list[Path]:
+    """Validate and write every segment's npz (atomically) and its JSON report."""
+    assert col.rgb is not None and col.depth is not None and col.hw is not None
+    m, ee, stream = episode
+    k_mat, d_vec, _ = _camera(col)
     continuous = np.asarray(kin.CONTINUOUS, dtype=bool)
     written: list[Path] = []
     for seg, path in zip(segments, paths):
-        episode = Episode(
-            stamp_ns=stamps_k[seg],
+        data = Episode(
+            stamp_ns=m.stamps[seg],
             rgb=col.rgb[seg],
             depth=col.depth[seg],
-            q=rebase_continuous(q_all[seg], continuous),
-            dq=dq_all[seg],
-            ee_xyz=xyz[seg],
-            ee_rpy=rpy[seg],
+            q=rebase_continuous(m.q[seg], continuous),
+            dq=m.dq[seg],
+            ee_xyz=ee.xyz[seg],
+            ee_rpy=ee.rpy[seg],
             joint_names=tuple(opts.joint_names),
             camera_K=k_mat,
             camera_D=d_vec,
             camera_width=int(col.hw[1]),
             camera_height=int(col.hw[0]),
         )
-        seg_report = dict(
-            report,
-            output=path.name,
-            segment={
+        seg_report: BagReport = {
+            **report,
+            'output': path.name,
+            'segment': {
                 'index': len(written),
                 'of': len(segments),
                 'frames': seg.stop - seg.start,
-                **_span(stamps_k[seg]),
+                **time_span(m.stamps[seg]),
             },
-        )
+        }
         written.append(
             save_episode(
-                path, episode, compress=opts.compress, overwrite=opts.overwrite, stream=stream
+                path, data, compress=opts.compress, overwrite=opts.overwrite, stream=stream
             )
         )
-        _write_json(path.with_suffix('.json'), seg_report, overwrite=opts.overwrite)
+        write_report(path.with_suffix('.json'), seg_report, overwrite=opts.overwrite)
+    return written
+
+
+def _remove_stale(out: Path, stem: str, written: list[Path]) -> None:
+    """Delete earlier outputs of the bag that this conversion did not write (``--overwrite``)."""
+    keep_names = {p.name for p in written} | {p.with_suffix('.json').name for p in written}
+    for stale in _existing_outputs(out, stem):
+        if stale.name not in keep_names:
+            stale.unlink()
+
+
+def _finish(
+    col: FrameCollector,
+    bag: str,
+    out: Path,
+    stem: str,
+    opts: ConvertOptions,
+    storage: str,
+    topics: dict[str, TopicReport],
+) -> tuple[list[Path], BagReport]:
+    """End of the bag: drop unmatched frames, segment, write every segment and its report."""
+    col.settle_pending()
+    _check_collected(col, bag, opts)
+    matched = _match(col, opts)
+    stream = _compact(col, matched.idx)
+    ee = _ee_pose(col, opts, matched)
+    segments = _segments(bag, opts, matched)
+    report = _report(col, opts, (bag, storage, topics), matched, ee, segments)
+    n_segments = None if opts.split_on_gap_s is None else len(segments)
+    paths = output_paths(out, stem, n_segments)
+    written = _write_segments(col, opts, paths, segments, (matched, ee, stream), report)
     if opts.overwrite:
-        keep_names = {p.name for p in written} | {p.with_suffix('.json').name for p in written}
-        for stale in _existing_outputs(out, stem):
-            if stale.name not in keep_names:
-                stale.unlink()
+        _remove_stale(out, stem, written)
     report['outputs'] = [p.name for p in written]
     return written, report
-
-
-def _write_json(path: Path, report: dict[str, Any], *, overwrite: bool) -> None:
-    text = json.dumps(report, indent=2) + '\n'
-    try:
-        atomic_write(path, lambda tmp: tmp.write_text(text), overwrite=overwrite)
-    except OSError as err:
-        raise BagError(f'{path}: cannot write report: {err}') from err

@@ -1,6 +1,7 @@
 """The converter's options (one frozen dataclass, the defaults of ``config/bag_to_npz.yaml``)."""
 
 from dataclasses import dataclass
+from typing import Literal
 
 from kinova_policy_ros.core import kinematics as kin
 
@@ -23,7 +24,7 @@ class ConvertOptions:
     resize: tuple[int, int] | None = None
     depth_tolerance_s: float | None = None
     max_joint_gap_s: float = 0.1
-    stamp: str = 'header'
+    stamp: Literal['header', 'bag'] = 'header'
     split_on_gap_s: float | None = None
     min_frames: int = 2
     workers: int = 1

@@ -220,7 +220,8 @@ def slerp(q0: np.ndarray, q1: np.ndarray, w: np.ndarray) -> np.ndarray:
     wa = np.where(small, 1.0 - w, np.sin((1.0 - w) * theta) / safe)
     wb = np.where(small, w, np.sin(w * theta) / safe)
     out = wa[:, None] * a + wb[:, None] * b
-    return out / np.linalg.norm(out, axis=-1, keepdims=True)
+    unit: np.ndarray = out / np.linalg.norm(out, axis=-1, keepdims=True)
+    return unit
 
 
 @dataclass

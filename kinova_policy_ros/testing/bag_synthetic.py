@@ -16,14 +16,19 @@ from dataclasses import dataclass, field
 import heapq
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.core import kinematics as kin
 import numpy as np
+import numpy.typing as npt
+from rosbags.interfaces import Connection
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 from rosbags.typesys import get_typestore, Stores
+
+if TYPE_CHECKING:
+    from rosbags.typesys.store import MsgType
 
 __all__ = [
     'GRIPPER_JOINTS',
@@ -40,9 +45,22 @@ __all__ = [
 ]
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
+Vec3 = tuple[float, float, float]
+Quat = tuple[float, float, float, float]
+#: One transform of a TFMessage: (stamp ns, parent frame, child frame, xyz, quaternion xyzw).
+_Transform = tuple[int, str, str, Vec3, Quat]
+#: One message of a synthetic bag: (bag time ns, topic order at equal times, topic, CDR bytes).
+StreamItem = tuple[int, int, str, bytes | memoryview]
+#: (header stamp ns, names, positions, velocities) -> CDR bytes of a JointState.
+JointSerializer = Callable[
+    [int, list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]], bytes
+]
 GRIPPER_JOINTS = ('robotiq_85_left_knuckle_joint', 'finger_joint')
 #: Static transform tool_frame -> end_effector_link (xyz, quaternion xyzw): 90 deg about x.
-STATIC_EE = ((0.0, 0.0, 0.1), (math.sin(math.pi / 4), 0.0, 0.0, math.cos(math.pi / 4)))
+STATIC_EE: tuple[Vec3, Quat] = (
+    (0.0, 0.0, 0.1),
+    (math.sin(math.pi / 4), 0.0, 0.0, math.cos(math.pi / 4)),
+)
 
 
 @dataclass
@@ -76,23 +94,23 @@ class SynthSpec:
     depth_topic: str = '/camera/depth/image_raw'
     # topic -> (message type, [(bag time ns, raw CDR bytes)]): arbitrary extra content
     extra_topics: dict[str, tuple[str, list[tuple[int, bytes]]]] = field(default_factory=dict)
-    joint_serializer: Callable[[int, list[str], np.ndarray, np.ndarray], bytes] | None = None
+    joint_serializer: JointSerializer | None = None
 
 
 @dataclass
 class SynthTruth:
     """The stamps that were written (header stamps, ns)."""
 
-    rgb_stamps: np.ndarray
-    depth_stamps: np.ndarray
-    depth_ids: np.ndarray
-    joint_stamps: np.ndarray
+    rgb_stamps: npt.NDArray[np.int64]
+    depth_stamps: npt.NDArray[np.int64]
+    depth_ids: npt.NDArray[np.int64]
+    joint_stamps: npt.NDArray[np.int64]
     joint_names: list[str]
-    camera_K: np.ndarray
-    camera_D: np.ndarray
+    camera_K: npt.NDArray[np.float64]
+    camera_D: npt.NDArray[np.float64]
 
 
-def rgb_frame(i: int, h: int, w: int, noise: int = 0) -> np.ndarray:
+def rgb_frame(i: int, h: int, w: int, noise: int = 0) -> npt.NDArray[np.uint8]:
     """
     RGB frame ``i``: a per-frame colour plus a smooth ramp (survives jpeg nearly intact).
 
@@ -101,15 +119,16 @@ def rgb_frame(i: int, h: int, w: int, noise: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w]
     base = np.array([20 + (i * 9) % 180, 200 - (i * 7) % 150, 60 + (i * 5) % 120], np.float64)
     ramp = (x / max(w - 1, 1) * 30 + y / max(h - 1, 1) * 20)[..., None]
-    img = base + ramp * np.array([1.0, -0.5, 0.3])
+    img: npt.NDArray[np.float64] = base + ramp * np.array([1.0, -0.5, 0.3])
     if noise:
         img = img + np.random.default_rng(i).integers(-noise, noise + 1, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def depth_frame(j: int, h: int, w: int, noise_mm: int = 0) -> np.ndarray:
+def depth_frame(j: int, h: int, w: int, noise_mm: int = 0) -> npt.NDArray[np.float32]:
     """Depth frame ``j`` in metres (whole millimetres); pixel (0, 0) is invalid (0)."""
-    d = 500.0 + 10.0 * j + np.arange(w)[None, :] + 0.0 * np.arange(h)[:, None]
+    cols, rows = np.arange(w)[None, :], np.arange(h)[:, None]
+    d: npt.NDArray[np.float64] = 500.0 + 10.0 * j + cols + 0.0 * rows
     if noise_mm:
         d = d + np.random.default_rng(10_000 + j).integers(-noise_mm, noise_mm + 1, d.shape)
     d = d / 1000.0
@@ -117,20 +136,21 @@ def depth_frame(j: int, h: int, w: int, noise_mm: int = 0) -> np.ndarray:
     return d.astype(np.float32)
 
 
-def joint_positions(t_s: np.ndarray) -> np.ndarray:
+def joint_positions(t_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Unwrapped arm joint positions ``[N, 7]``; joint_3 crosses +π at t = 0.3 s."""
     t = np.asarray(t_s, dtype=np.float64)[:, None]
     amp = np.array([0.4, 0.3, 0.0, 0.5, 0.6, 0.3, 0.8])
     off = np.array([0.1, 0.26, 0.0, -2.0, 0.2, 0.96, 1.5])
-    q = off + amp * np.sin(2.0 * np.pi * 0.5 * t + np.arange(7))
+    q: npt.NDArray[np.float64] = off + amp * np.sin(2.0 * np.pi * 0.5 * t + np.arange(7))
     q[:, 2] = math.pi - 0.24 + 0.8 * t[:, 0]
     return q
 
 
-def joint_velocities(t_s: np.ndarray) -> np.ndarray:
+def joint_velocities(t_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Velocities ``[N, 7]`` of :func:`joint_positions` (its time derivative)."""
     t = np.asarray(t_s, dtype=np.float64)[:, None]
     amp = np.array([0.4, 0.3, 0.0, 0.5, 0.6, 0.3, 0.8])
-    dq = amp * 2.0 * np.pi * 0.5 * np.cos(2.0 * np.pi * 0.5 * t + np.arange(7))
+    dq: npt.NDArray[np.float64] = amp * np.pi * np.cos(2.0 * np.pi * 0.5 * t + np.arange(7))
     dq[:, 2] = 0.8
     return dq
 
@@ -142,14 +162,14 @@ def tf_pose(t_s: float) -> tuple[tuple[float, float, float], tuple[float, float,
     return xyz, (0.0, 0.0, math.sin(angle / 2), math.cos(angle / 2))
 
 
-def _header(stamp_ns: int, frame: str) -> Any:
+def _header(stamp_ns: int, frame: str) -> MsgType:
     time = TS.types['builtin_interfaces/msg/Time'](
         sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000
     )
     return TS.types['std_msgs/msg/Header'](stamp=time, frame_id=frame)
 
 
-def _image_msg(stamp: int, frame: str, fields: image_codec.ImageFields) -> Any:
+def _image_msg(stamp: int, frame: str, fields: image_codec.ImageFields) -> MsgType:
     return TS.types['sensor_msgs/msg/Image'](
         header=_header(stamp, frame),
         height=fields.height,
@@ -166,13 +186,13 @@ def serialize_image(stamp_ns: int, fields: image_codec.ImageFields) -> bytes:
     return bytes(TS.serialize_cdr(_image_msg(stamp_ns, 'camera', fields), 'sensor_msgs/msg/Image'))
 
 
-def _compressed_msg(stamp: int, frame: str, fmt: str, data: bytes) -> Any:
+def _compressed_msg(stamp: int, frame: str, fmt: str, data: bytes) -> MsgType:
     return TS.types['sensor_msgs/msg/CompressedImage'](
         header=_header(stamp, frame), format=fmt, data=np.frombuffer(data, np.uint8)
     )
 
 
-def _raw_rgb(img: np.ndarray, enc: str, pad: int) -> image_codec.ImageFields:
+def _raw_rgb(img: npt.NDArray[np.uint8], enc: str, pad: int) -> image_codec.ImageFields:
     chans = {
         'rgb8': img,
         'bgr8': img[..., ::-1],
@@ -186,7 +206,7 @@ def _raw_rgb(img: np.ndarray, enc: str, pad: int) -> image_codec.ImageFields:
     return image_codec.ImageFields(h, w, enc, 0, w * c + pad, rows.tobytes())
 
 
-def _tf_msg(transforms: list[tuple[int, str, str, tuple, tuple]]) -> Any:
+def _tf_msg(transforms: list[_Transform]) -> MsgType:
     out = []
     for stamp, parent, child, xyz, quat in transforms:
         out.append(
@@ -202,12 +222,14 @@ def _tf_msg(transforms: list[tuple[int, str, str, tuple, tuple]]) -> Any:
     return TS.types['tf2_msgs/msg/TFMessage'](transforms=out)
 
 
-def _mat_to_quat(r: np.ndarray) -> tuple[float, float, float, float]:
-    x, y, z, w = kin.matrix_to_quaternion(r)
-    return (float(x), float(y), float(z), float(w))
+def _xyz_quat(m: npt.NDArray[np.float64]) -> tuple[Vec3, Quat]:
+    """Return the translation and quaternion (x, y, z, w) of a homogeneous transform."""
+    x, y, z, w = kin.matrix_to_quaternion(m[:3, :3])
+    t = m[:3, 3]
+    return (float(t[0]), float(t[1]), float(t[2])), (float(x), float(y), float(z), float(w))
 
 
-def _gen3_edges(q: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
+def _gen3_edges(q: npt.NDArray[np.float64]) -> list[tuple[str, str, npt.NDArray[np.float64]]]:
     """TF edges of the Gen3 chain for one q (link frames after each joint's rotation)."""
     frames = kin.joint_frames(q)
     links = ['base_link'] + [f'gen3_link_{i + 1}' for i in range(7)]
@@ -225,117 +247,133 @@ def _in_gap(t: float, gap: tuple[float, float] | None) -> bool:
     return gap is not None and gap[0] <= t < gap[1]
 
 
-def _streams(spec: SynthSpec, truth: SynthTruth) -> Iterator[tuple[int, int, str, Any]]:
-    """Yield (bag_ns, seq, topic, payload) per topic in time order; payloads built lazily."""
+def _header_stamp(spec: SynthSpec, stamp: int) -> int:
+    """Return the header stamp written for ``stamp`` (0 with ``zero_header_stamps``)."""
+    return 0 if spec.zero_header_stamps else stamp
+
+
+def _rgb_stream(spec: SynthSpec, truth: SynthTruth) -> Iterator[StreamItem]:
     h, w = spec.height, spec.width
-    dh, dw = spec.depth_hw or (h, w)
-    s0 = spec.start_ns
+    for i, stamp in enumerate(truth.rgb_stamps.tolist()):
+        img = rgb_frame(i, h, w, spec.noise)
+        header_stamp = _header_stamp(spec, stamp)
+        if spec.rgb in ('jpeg', 'png'):
+            fmt, data = image_codec.encode_compressed_rgb(img, spec.rgb)
+            msg = _compressed_msg(header_stamp, 'camera_color', fmt, data)
+            typ = 'sensor_msgs/msg/CompressedImage'
+        else:
+            fields = _raw_rgb(img, spec.rgb, spec.rgb_step_pad)
+            msg = _image_msg(header_stamp, 'camera_color', fields)
+            typ = 'sensor_msgs/msg/Image'
+        yield stamp + spec.latency_ns, 0, spec.rgb_topic, TS.serialize_cdr(msg, typ)
 
-    def stamp_of(stamp: int) -> int:
-        return 0 if spec.zero_header_stamps else stamp
 
-    def rgb_stream() -> Iterator[tuple[int, int, str, Any]]:
-        for i, stamp in enumerate(truth.rgb_stamps.tolist()):
-            img = rgb_frame(i, h, w, spec.noise)
-            if spec.rgb in ('jpeg', 'png'):
-                fmt, data = image_codec.encode_compressed_rgb(img, spec.rgb)
-                msg = _compressed_msg(stamp_of(stamp), 'camera_color', fmt, data)
-                typ = 'sensor_msgs/msg/CompressedImage'
-            else:
-                fields = _raw_rgb(img, spec.rgb, spec.rgb_step_pad)
-                msg, typ = (
-                    _image_msg(stamp_of(stamp), 'camera_color', fields),
-                    'sensor_msgs/msg/Image',
-                )
-            yield stamp + spec.latency_ns, 0, spec.rgb_topic, TS.serialize_cdr(msg, typ)
+def _depth_stream(spec: SynthSpec, truth: SynthTruth) -> Iterator[StreamItem]:
+    dh, dw = spec.depth_hw or (spec.height, spec.width)
+    for j, stamp in zip(truth.depth_ids.tolist(), truth.depth_stamps.tolist()):
+        d = depth_frame(j, dh, dw, spec.noise)
+        header_stamp = _header_stamp(spec, stamp)
+        if spec.depth == 'compressedDepth':
+            fmt, data = image_codec.encode_compressed_depth(d)
+            msg = _compressed_msg(header_stamp, 'camera_depth', fmt, data)
+            typ = 'sensor_msgs/msg/CompressedImage'
+        else:
+            if spec.depth == '32FC1':
+                d = d.copy()
+                d[0, 1] = np.nan
+            fields = image_codec.encode_depth(d, spec.depth)
+            msg = _image_msg(header_stamp, 'camera_depth', fields)
+            typ = 'sensor_msgs/msg/Image'
+        yield stamp + spec.latency_ns + 1000, 1, spec.depth_topic, TS.serialize_cdr(msg, typ)
 
-    def depth_stream() -> Iterator[tuple[int, int, str, Any]]:
-        for j, stamp in zip(truth.depth_ids.tolist(), truth.depth_stamps.tolist()):
-            d = depth_frame(j, dh, dw, spec.noise)
-            if spec.depth == 'compressedDepth':
-                fmt, data = image_codec.encode_compressed_depth(d)
-                msg = _compressed_msg(stamp_of(stamp), 'camera_depth', fmt, data)
-                typ = 'sensor_msgs/msg/CompressedImage'
-            else:
-                if spec.depth == '32FC1':
-                    d = d.copy()
-                    d[0, 1] = np.nan
-                fields = image_codec.encode_depth(d, spec.depth)
-                msg, typ = (
-                    _image_msg(stamp_of(stamp), 'camera_depth', fields),
-                    'sensor_msgs/msg/Image',
-                )
-            yield stamp + spec.latency_ns + 1000, 1, spec.depth_topic, TS.serialize_cdr(msg, typ)
 
-    def joint_stream() -> Iterator[tuple[int, int, str, Any]]:
-        names = truth.joint_names
-        arm = list(kin.JOINT_NAMES)
-        t = (truth.joint_stamps - s0) * 1e-9
-        q = kin.wrap_to_pi(joint_positions(t))
-        dq = joint_velocities(t)
-        for k, stamp in enumerate(truth.joint_stamps.tolist()):
-            pos = np.array([q[k, arm.index(n)] if n in arm else 0.04 for n in names])
-            vel = np.array([dq[k, arm.index(n)] if n in arm else 0.0 for n in names])
-            if not spec.joint_velocity:
-                vel = np.zeros(0)
-            if spec.joint_serializer is not None:
-                raw = spec.joint_serializer(stamp_of(stamp), names, pos, vel)
-            else:
-                msg = TS.types['sensor_msgs/msg/JointState'](
-                    header=_header(stamp_of(stamp), ''),
-                    name=names,
-                    position=pos,
-                    velocity=vel,
-                    effort=np.zeros(0),
-                )
-                raw = bytes(TS.serialize_cdr(msg, 'sensor_msgs/msg/JointState'))
-            yield stamp + 500_000, 2, '/joint_states', raw
-
-    def tf_stream() -> Iterator[tuple[int, int, str, Any]]:
-        n = int(((truth.rgb_stamps[-1] - s0) * 1e-9 + 0.07) * spec.tf_rate_hz) + 1
-        for k in range(n):
-            stamp = s0 - 20_000_000 + int(k * 1e9 / spec.tf_rate_hz)
-            if spec.tf == 'simple':
-                xyz, quat = tf_pose((stamp - s0) * 1e-9)
-                msg = _tf_msg([(stamp, 'base_link', 'tool_frame', xyz, quat)])
-            else:
-                q = joint_positions(np.array([(stamp - s0) * 1e-9]))[0]
-                edges = [
-                    (stamp, p, c, tuple(m[:3, 3]), _mat_to_quat(m[:3, :3]))
-                    for p, c, m in _gen3_edges(q)[:7]
-                ]
-                msg = _tf_msg(edges)
-            yield stamp + 300_000, 3, '/tf', TS.serialize_cdr(msg, 'tf2_msgs/msg/TFMessage')
-
-    def once() -> Iterator[tuple[int, int, str, Any]]:
-        if spec.camera_info:
-            info = TS.types['sensor_msgs/msg/CameraInfo'](
-                header=_header(s0, 'camera_color'),
-                height=h,
-                width=w,
-                distortion_model='plumb_bob',
-                d=truth.camera_D,
-                k=truth.camera_K.reshape(-1),
-                r=np.eye(3).reshape(-1),
-                p=np.zeros(12),
-                binning_x=0,
-                binning_y=0,
-                roi=TS.types['sensor_msgs/msg/RegionOfInterest'](0, 0, 0, 0, False),
+def _joint_stream(spec: SynthSpec, truth: SynthTruth) -> Iterator[StreamItem]:
+    names = truth.joint_names
+    arm = list(kin.JOINT_NAMES)
+    t = (truth.joint_stamps - spec.start_ns) * 1e-9
+    q = kin.wrap_to_pi(joint_positions(t))
+    dq = joint_velocities(t)
+    for k, stamp in enumerate(truth.joint_stamps.tolist()):
+        pos = np.array([q[k, arm.index(n)] if n in arm else 0.04 for n in names])
+        vel = np.array([dq[k, arm.index(n)] if n in arm else 0.0 for n in names])
+        if not spec.joint_velocity:
+            vel = np.zeros(0)
+        if spec.joint_serializer is not None:
+            raw: bytes | memoryview = spec.joint_serializer(
+                _header_stamp(spec, stamp), names, pos, vel
             )
-            raw = TS.serialize_cdr(info, 'sensor_msgs/msg/CameraInfo')
-            yield s0 - 10_000_000, 4, '/camera/color/camera_info', raw
-        if spec.tf != 'none':
-            if spec.tf == 'simple':
-                edges = [(s0, 'tool_frame', 'end_effector_link', *STATIC_EE)]
-            else:
-                p, c, m = _gen3_edges(np.zeros(7))[7]
-                edges = [(s0, p, c, tuple(m[:3, 3]), _mat_to_quat(m[:3, :3]))]
-            raw = TS.serialize_cdr(_tf_msg(edges), 'tf2_msgs/msg/TFMessage')
-            yield s0 - 10_000_000, 5, '/tf_static', raw
+        else:
+            msg = TS.types['sensor_msgs/msg/JointState'](
+                header=_header(_header_stamp(spec, stamp), ''),
+                name=names,
+                position=pos,
+                velocity=vel,
+                effort=np.zeros(0),
+            )
+            raw = bytes(TS.serialize_cdr(msg, 'sensor_msgs/msg/JointState'))
+        yield stamp + 500_000, 2, '/joint_states', raw
 
-    gens = [rgb_stream(), depth_stream(), joint_stream(), once()]
+
+def _tf_stream(spec: SynthSpec, truth: SynthTruth) -> Iterator[StreamItem]:
+    s0 = spec.start_ns
+    n = int(((truth.rgb_stamps[-1] - s0) * 1e-9 + 0.07) * spec.tf_rate_hz) + 1
+    for k in range(n):
+        stamp = s0 - 20_000_000 + int(k * 1e9 / spec.tf_rate_hz)
+        if spec.tf == 'simple':
+            xyz, quat = tf_pose((stamp - s0) * 1e-9)
+            msg = _tf_msg([(stamp, 'base_link', 'tool_frame', xyz, quat)])
+        else:
+            q = joint_positions(np.array([(stamp - s0) * 1e-9]))[0]
+            msg = _tf_msg([(stamp, p, c, *_xyz_quat(m)) for p, c, m in _gen3_edges(q)[:7]])
+        yield stamp + 300_000, 3, '/tf', TS.serialize_cdr(msg, 'tf2_msgs/msg/TFMessage')
+
+
+def _camera_info(spec: SynthSpec, truth: SynthTruth) -> memoryview:
+    info = TS.types['sensor_msgs/msg/CameraInfo'](
+        header=_header(spec.start_ns, 'camera_color'),
+        height=spec.height,
+        width=spec.width,
+        distortion_model='plumb_bob',
+        d=truth.camera_D,
+        k=truth.camera_K.reshape(-1),
+        r=np.eye(3).reshape(-1),
+        p=np.zeros(12),
+        binning_x=0,
+        binning_y=0,
+        roi=TS.types['sensor_msgs/msg/RegionOfInterest'](0, 0, 0, 0, False),
+    )
+    return TS.serialize_cdr(info, 'sensor_msgs/msg/CameraInfo')
+
+
+def _static_tf(spec: SynthSpec) -> memoryview:
+    """``/tf_static``: tool_frame -> end_effector_link (simple) or the Gen3's last link's edge."""
+    s0 = spec.start_ns
+    if spec.tf == 'simple':
+        edges: list[_Transform] = [(s0, 'tool_frame', 'end_effector_link', *STATIC_EE)]
+    else:
+        p, c, m = _gen3_edges(np.zeros(7))[7]
+        edges = [(s0, p, c, *_xyz_quat(m))]
+    return TS.serialize_cdr(_tf_msg(edges), 'tf2_msgs/msg/TFMessage')
+
+
+def _once(spec: SynthSpec, truth: SynthTruth) -> Iterator[StreamItem]:
+    """Yield the messages written once, before the first frame: CameraInfo, ``/tf_static``."""
+    if spec.camera_info:
+        yield spec.start_ns - 10_000_000, 4, '/camera/color/camera_info', _camera_info(spec, truth)
     if spec.tf != 'none':
-        gens.append(tf_stream())
+        yield spec.start_ns - 10_000_000, 5, '/tf_static', _static_tf(spec)
+
+
+def _streams(spec: SynthSpec, truth: SynthTruth) -> Iterator[StreamItem]:
+    """Yield (bag_ns, seq, topic, payload) of every topic in time order; payloads built lazily."""
+    gens = [
+        _rgb_stream(spec, truth),
+        _depth_stream(spec, truth),
+        _joint_stream(spec, truth),
+        _once(spec, truth),
+    ]
+    if spec.tf != 'none':
+        gens.append(_tf_stream(spec, truth))
     for topic, (_, items) in spec.extra_topics.items():
         gens.append(iter([(bag_ns, 6, topic, raw) for bag_ns, raw in items]))
     return heapq.merge(*gens, key=lambda x: (x[0], x[1]))
@@ -394,7 +432,7 @@ def write_bag(path: str | Path, spec: SynthSpec | None = None) -> SynthTruth:
         }[spec.compression]
         writer.set_compression(mode, CompressionFormat.ZSTD)
     with writer:
-        conns: dict[str, Any] = {}
+        conns: dict[str, Connection] = {}
         for topic, (_, items) in spec.extra_topics.items():
             if not items:  # an empty topic: a connection without messages
                 conns[topic] = writer.add_connection(topic, types[topic], typestore=TS)

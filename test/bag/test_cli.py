@@ -1,463 +1,33 @@
 """
-End-to-end tests of the rosbag2 -> npz converter on real bags written with the rosbags Writer.
+Tests of the bag_to_npz command line (kinova_policy_ros.bag.cli).
 
-Every expected value is recomputed here from the closed-form content of the synthetic bag
-(kinova_policy_ros.testing.bag_synthetic),
-with numpy only (np.interp, np.unwrap, explicit rotations),
-not with the converter's own helpers.
+Argument parsing, option loading and coercion, the summary table, exit codes and the worker
+pool; the conversion itself is tested in test_convert.py / test_collect.py.
 """
 
-import json
+from dataclasses import fields
 import math
 from pathlib import Path
 import platform
 import re
 import subprocess
 import sys
-import zipfile
 
-import cv2
-from helpers import ls
-from kinova_policy_ros.bag.cli import convert_bags, load_options, main, reuse_freed_memory
-from kinova_policy_ros.core import image_codec
-from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.bag.cli import (
+    _coerce,
+    BagResult,
+    build_parser,
+    convert_bags,
+    load_options,
+    main,
+    reuse_freed_memory,
+    summary_table,
+)
+from kinova_policy_ros.bag.options import ConvertOptions
 from kinova_policy_ros.core.errors import ConfigError
 from kinova_policy_ros.data.schema import load_episode
 from kinova_policy_ros.testing import bag_synthetic as syn
-import numpy as np
 import pytest
-from rosbags.typesys import get_typestore, Stores
-
-TS = get_typestore(Stores.ROS2_HUMBLE)
-NO_PROGRESS = ['--no-progress']
-
-
-def _expected_joints(truth: syn.SynthTruth, stamps: np.ndarray, t0: int) -> tuple:
-    """Q and dq at ``stamps``: np.interp of the (wrapped, then np.unwrap-ed) joint messages."""
-    tj = (truth.joint_stamps - t0) * 1e-9
-    wrapped = (syn.joint_positions(tj) + np.pi) % (2 * np.pi) - np.pi
-    cont = [0, 2, 4, 6]
-    wrapped[:, cont] = np.unwrap(wrapped[:, cont], axis=0)
-    vel = syn.joint_velocities(tj)
-    ts = (stamps - t0) * 1e-9
-    q = np.stack([np.interp(ts, tj, wrapped[:, k]) for k in range(7)], axis=1)
-    dq = np.stack([np.interp(ts, tj, vel[:, k]) for k in range(7)], axis=1)
-    turns = np.round((q[0, cont] - ((q[0, cont] + np.pi) % (2 * np.pi) - np.pi)) / (2 * np.pi))
-    q[:, cont] -= turns * 2 * np.pi
-    return q, dq
-
-
-def _expected_ee(stamps: np.ndarray, t0: int) -> tuple[np.ndarray, np.ndarray]:
-    """Compose base -> tool_frame (z rotation, linear translation) and the static x rotation."""
-    ts = (stamps - t0) * 1e-9
-    a = 0.2 + 0.5 * ts
-    xyz = np.stack([0.3 + 0.1 * ts, -0.2 + 0.05 * ts, np.full_like(ts, 0.4 + 0.1)], axis=1)
-    rpy = np.stack([np.full_like(ts, np.pi / 2), np.zeros_like(ts), a], axis=1)
-    return xyz, rpy
-
-
-def _run(args: list[str]) -> int:
-    return main([*args, *NO_PROGRESS])
-
-
-SCENARIOS = [
-    # storage, compression, rgb, depth, rgb topic
-    ('sqlite3', 'none', 'rgb8', '16UC1', '/camera/color/image_raw'),
-    ('mcap', 'none', 'jpeg', '16UC1', '/camera/color/image_raw/compressed'),
-    ('sqlite3', 'file', 'bgr8', '32FC1', '/camera/color/image_raw'),
-    ('mcap', 'message', 'png', 'compressedDepth', '/camera/color/image_raw/compressed'),
-    ('sqlite3', 'message', 'bgra8', '16UC1', '/camera/color/image_raw'),
-    ('mcap', 'storage', 'mono8', '16UC1', '/camera/color/image_raw'),
-]
-
-
-@pytest.mark.parametrize(('storage', 'compression', 'rgb', 'depth', 'rgb_topic'), SCENARIOS)
-def test_convert_checks_every_array(
-    tmp_path: Path, storage: str, compression: str, rgb: str, depth: str, rgb_topic: str
-) -> None:
-    depth_topic = (
-        '/camera/depth/image_raw/compressedDepth'
-        if depth == 'compressedDepth'
-        else '/camera/depth/image_raw'
-    )
-    spec = syn.SynthSpec(
-        storage=storage,
-        compression=compression,
-        rgb=rgb,
-        depth=depth,
-        rgb_topic=rgb_topic,
-        depth_topic=depth_topic,
-        depth_drop=(5,),
-        rgb_step_pad=3 if rgb in ('rgb8', 'bgr8') else 0,
-    )
-    bag = tmp_path / f'demo_{storage}'
-    truth = syn.write_bag(bag, spec)
-    out = tmp_path / 'out'
-    rc = _run(
-        [str(bag), '--out', str(out), '--rgb-topic', rgb_topic, '--depth-topic', depth_topic]
-    )
-    assert rc == 0
-    ep = load_episode(out / f'{bag.name}.npz')
-    keep = [i for i in range(spec.n_frames) if i != 5]  # frame 5 lost its depth frame
-    np.testing.assert_array_equal(ep.stamp_ns, truth.rgb_stamps[keep])
-    for k, i in enumerate(keep):
-        want = syn.rgb_frame(i, spec.height, spec.width)
-        if rgb == 'mono8':
-            want = np.repeat(want[..., :1], 3, axis=2)
-        if rgb == 'jpeg':
-            assert np.abs(ep.rgb[k].astype(int) - want).mean() < 3.0
-        else:
-            np.testing.assert_array_equal(ep.rgb[k], want)
-        d = syn.depth_frame(i, spec.height, spec.width)
-        if depth == '32FC1':
-            d[0, 1] = 0.0  # NaN in the message -> 0
-        np.testing.assert_allclose(ep.depth[k], d, atol=1e-6)
-    assert ep.depth.dtype == np.float32 and np.isfinite(ep.depth).all()
-    q, dq = _expected_joints(truth, ep.stamp_ns, spec.start_ns)
-    np.testing.assert_allclose(ep.q, q, atol=1e-9)
-    np.testing.assert_allclose(ep.dq, dq, atol=1e-9)
-    assert ep.q[:, 2].max() > np.pi  # joint_3 crossed +pi and stayed continuous
-    assert np.abs(np.diff(ep.q, axis=0)).max() < 0.2
-    xyz, rpy = _expected_ee(ep.stamp_ns, spec.start_ns)
-    np.testing.assert_allclose(ep.ee_xyz, xyz, atol=1e-9)
-    np.testing.assert_allclose(ep.ee_rpy, rpy, atol=1e-9)
-    np.testing.assert_allclose(ep.camera_K, truth.camera_K)
-    np.testing.assert_allclose(ep.camera_D, truth.camera_D)
-    assert (ep.camera_width, ep.camera_height) == (spec.width, spec.height)
-    assert ep.joint_names == kin.JOINT_NAMES
-    report = json.loads((out / f'{bag.name}.json').read_text())
-    assert report['frames'] == {
-        'rgb_messages': 20,
-        'kept': 19,
-        'dropped': {
-            'no_depth': 1,
-            'joint_gap': 0,
-            'no_joint_state': 0,
-            'duplicate_stamp': 0,
-            'short_segment': 0,
-        },
-    }
-    assert report['storage'] == storage and report['ee_pose']['source'] == 'tf'
-    assert report['depth']['max_offset_s'] == pytest.approx(0.004)
-    assert report['time']['rate_hz'] == pytest.approx(30.0)
-    assert report['output'] == f'{bag.name}.npz'
-
-
-@pytest.mark.parametrize(('depth_offset_s', 'rgb_step_pad'), [(0.004, 3), (-0.004, 3), (0.004, 0)])
-def test_streamed_npz_equals_ordinary_write(
-    tmp_path: Path, depth_offset_s: float, rgb_step_pad: int
-) -> None:
-    # --no-compress streams RGB and depth into the file while the bag is read (RGB decoded
-    # straight into its slot, depth written from its decoded array); depth after RGB completes
-    # a frame at once, depth before it is a candidate kept until a later depth frame proves it
-    # nearest
-    spec = syn.SynthSpec(rgb_step_pad=rgb_step_pad, depth_offset_s=depth_offset_s, storage='mcap')
-    bag = tmp_path / 'b'
-    syn.write_bag(bag, spec)
-    paths = {}
-    for flag in ('--no-compress', '--compress'):
-        out = tmp_path / flag.strip('-')
-        assert _run([str(bag), '--out', str(out), flag]) == 0
-        assert ls(out) == ['b.json', 'b.npz']  # no temp file left behind
-        paths[flag] = out / 'b.npz'
-    with zipfile.ZipFile(paths['--no-compress']) as z:
-        assert z.testzip() is None
-        assert z.namelist()[:2] == ['rgb.npy', 'depth.npy']  # the streamed members come first
-        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
-    with np.load(paths['--no-compress']) as a, np.load(paths['--compress']) as b:
-        assert sorted(a.files) == sorted(b.files)
-        for key in b.files:
-            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    ep = load_episode(paths['--no-compress'])
-    assert ep.num_frames == spec.n_frames
-    for i in range(spec.n_frames):
-        np.testing.assert_array_equal(ep.rgb[i], syn.rgb_frame(i, spec.height, spec.width))
-        want = syn.depth_frame(i, spec.height, spec.width)
-        np.testing.assert_allclose(ep.depth[i], want, atol=1e-6)
-
-
-def test_streamed_conversion_falls_back_when_frames_are_dropped(tmp_path: Path) -> None:
-    spec = syn.SynthSpec(depth_drop=(0, 7))  # frames 0 and 7 have no depth: not every frame kept
-    bag = tmp_path / 'd'
-    syn.write_bag(bag, spec)
-    out = tmp_path / 'out'
-    assert _run([str(bag), '--out', str(out), '--no-compress']) == 0
-    assert ls(out) == ['d.json', 'd.npz']  # the stream's temp file was deleted
-    with zipfile.ZipFile(out / 'd.npz') as z:
-        assert z.testzip() is None and z.namelist()[0] == 'stamp_ns.npy'  # ordinary write
-    ep = load_episode(out / 'd.npz')
-    keep = [i for i in range(spec.n_frames) if i not in (0, 7)]
-    assert ep.num_frames == len(keep)
-    for k, i in enumerate(keep):
-        np.testing.assert_array_equal(ep.rgb[k], syn.rgb_frame(i, spec.height, spec.width))
-        want = syn.depth_frame(i, spec.height, spec.width)
-        np.testing.assert_allclose(ep.depth[k], want, atol=1e-6)
-
-
-def test_write_failure_while_streaming_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
-    from kinova_policy_ros.data import npz_writer
-
-    bag = tmp_path / 'full_disk'
-    syn.write_bag(bag, syn.SynthSpec(n_frames=12))
-
-    def no_space(fd: int, data: object, offset: int) -> int:
-        raise OSError(28, 'No space left on device')
-
-    monkeypatch.setattr(npz_writer.os, 'pwrite', no_space)
-    opts = load_options(None, compress=False, progress=False)
-    (result,) = convert_bags([bag], tmp_path / 'out', opts)
-    assert not result.ok
-    pattern = r'full_disk\.npz: cannot write episode: .*No space left on device'
-    assert re.search(pattern, result.error), result.error
-    assert ls(tmp_path / 'out') == []  # neither the npz, its temp file nor the report
-
-
-def test_rclpy_serialized_joint_states(tmp_path: Path) -> None:
-    rclpy_ser = pytest.importorskip('rclpy.serialization')
-    msgs = pytest.importorskip('sensor_msgs.msg')
-
-    def serialize(stamp: int, names: list, pos: np.ndarray, vel: np.ndarray) -> bytes:
-        m = msgs.JointState()
-        m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        m.name, m.position, m.velocity = list(names), pos.tolist(), vel.tolist()
-        return bytes(rclpy_ser.serialize_message(m))
-
-    raw = serialize(1, ['a', 'b'], np.zeros(2), np.zeros(2))
-    with pytest.raises(Exception, match='size mismatch'):
-        TS.deserialize_cdr(raw, 'sensor_msgs/msg/JointState')  # strict rosbags rejects it
-    bag = tmp_path / 'rclpy_bag'
-    truth = syn.write_bag(bag, syn.SynthSpec(joint_serializer=serialize))
-    assert _run([str(bag), '--out', str(tmp_path / 'out')]) == 0
-    ep = load_episode(tmp_path / 'out' / 'rclpy_bag.npz')
-    q, dq = _expected_joints(truth, ep.stamp_ns, syn.SynthSpec().start_ns)
-    np.testing.assert_allclose(ep.q, q, atol=1e-9)
-    np.testing.assert_allclose(ep.dq, dq, atol=1e-9)
-
-
-def test_resize_scales_k_and_keeps_depth_values(tmp_path: Path) -> None:
-    spec = syn.SynthSpec(n_frames=6, depth_hw=(24, 32))  # depth at half resolution
-    truth = syn.write_bag(tmp_path / 'b', spec)
-    assert _run([str(tmp_path / 'b'), '--out', str(tmp_path / 'o'), '--resize', '24x32']) == 0
-    ep = load_episode(tmp_path / 'o' / 'b.npz')
-    assert ep.rgb.shape == (6, 24, 32, 3) and ep.depth.shape == (6, 24, 32)
-    want = cv2.resize(syn.rgb_frame(0, 48, 64), (32, 24), interpolation=cv2.INTER_AREA)
-    np.testing.assert_array_equal(ep.rgb[0], want)
-    np.testing.assert_allclose(ep.depth[2], syn.depth_frame(2, 24, 32), atol=1e-6)
-    k = truth.camera_K.copy()
-    k[0] *= 0.5
-    k[1] *= 0.5
-    np.testing.assert_allclose(ep.camera_K, k)
-    assert (ep.camera_width, ep.camera_height) == (32, 24)
-    # Depth at a lower resolution than RGB, no --resize: nearest upsampling, no invented values.
-    assert _run([str(tmp_path / 'b'), '--out', str(tmp_path / 'o2')]) == 0
-    up = load_episode(tmp_path / 'o2' / 'b.npz').depth[3]
-    assert up.shape == (48, 64)
-    allowed = np.unique(syn.depth_frame(3, 24, 32))
-    assert np.abs(np.unique(up)[:, None] - allowed[None, :]).min(axis=1).max() < 1e-6
-
-
-def test_split_on_gap_and_joint_gap(tmp_path: Path) -> None:
-    # Camera pause in [0.3, 0.55) s; joint states missing in [0.7, 0.85) s (gap > 0.1 s limit).
-    spec = syn.SynthSpec(n_frames=30, rgb_gap=(0.3, 0.55), joint_gap=(0.7, 0.85))
-    truth = syn.write_bag(tmp_path / 'g', spec)
-    out = tmp_path / 'o'
-    assert _run([str(tmp_path / 'g'), '--out', str(out), '--split-on-gap', '0.1']) == 0
-    names = sorted(p.name for p in out.iterdir())
-    assert names == [f'g_seg0{i}.{ext}' for i in range(3) for ext in ('json', 'npz')]
-    eps = [load_episode(out / f'g_seg0{i}.npz') for i in range(3)]
-    t = (truth.rgb_stamps - spec.start_ns) * 1e-9
-    tj = (truth.joint_stamps - spec.start_ns) * 1e-9
-    lo = np.searchsorted(tj, t, side='right') - 1
-    gap_ok = (tj[np.minimum(lo + 1, len(tj) - 1)] - tj[lo]) <= 0.1 + 1e-9
-    assert 0 < int(np.sum(~gap_ok)) < 8
-    want = truth.rgb_stamps[gap_ok]
-    np.testing.assert_array_equal(np.concatenate([e.stamp_ns for e in eps]), want)
-    # segment 0 ends before the camera pause, 1 spans the pause to the joint gap, 2 after it
-    assert (
-        eps[0].stamp_ns[-1] < spec.start_ns + 0.3e9 <= spec.start_ns + 0.55e9 <= eps[1].stamp_ns[0]
-    )
-    assert (
-        eps[1].stamp_ns[-1] < spec.start_ns + 0.7e9 < spec.start_ns + 0.85e9 <= eps[2].stamp_ns[0]
-    )
-    for e in eps:
-        assert np.all(np.diff(e.stamp_ns) <= 0.1e9)
-        assert -np.pi <= e.q[0, 2] < np.pi  # continuous joints start in [-pi, pi) per episode
-    report = json.loads((out / 'g_seg01.json').read_text())
-    assert report['frames']['dropped']['joint_gap'] == int(np.sum(~gap_ok))
-    assert report['segment']['index'] == 1 and report['segment']['of'] == 3
-    assert report['segment']['frames'] == len(eps[1].stamp_ns)
-
-
-def test_finite_difference_velocity_and_fk_without_tf(tmp_path: Path) -> None:
-    spec = syn.SynthSpec(joint_velocity=False, tf='none')
-    truth = syn.write_bag(tmp_path / 'n', spec)
-    assert _run([str(tmp_path / 'n'), '--out', str(tmp_path / 'o')]) == 0
-    ep = load_episode(tmp_path / 'o' / 'n.npz')
-    t = (ep.stamp_ns - spec.start_ns) * 1e-9
-    np.testing.assert_allclose(ep.dq, syn.joint_velocities(t), atol=0.02)
-    xyz, rpy = kin.fk(ep.q)
-    np.testing.assert_allclose(ep.ee_xyz, xyz, atol=1e-12)
-    np.testing.assert_allclose(ep.ee_rpy, rpy, atol=1e-12)
-    report = json.loads((tmp_path / 'o' / 'n.json').read_text())
-    assert report['joints']['velocity_source'] == 'finite_difference'
-    assert report['ee_pose']['source'] == 'fk'
-    assert truth.joint_names[:2] != list(kin.JOINT_NAMES[:2])  # names really were shuffled
-
-
-def test_tf_chain_of_gen3_matches_forward_kinematics(tmp_path: Path) -> None:
-    syn.write_bag(tmp_path / 'k', syn.SynthSpec(tf='gen3', tf_rate_hz=200.0))
-    assert _run([str(tmp_path / 'k'), '--out', str(tmp_path / 'o')]) == 0
-    ep = load_episode(tmp_path / 'o' / 'k.npz')
-    report = json.loads((tmp_path / 'o' / 'k.json').read_text())
-    assert report['ee_pose']['source'] == 'tf'
-    assert report['ee_pose']['fk_fallback_frames'] == 0
-    xyz, rpy = kin.fk(ep.q)
-    np.testing.assert_allclose(ep.ee_xyz, xyz, atol=2e-3)
-    np.testing.assert_allclose(kin.rpy_to_matrix(ep.ee_rpy), kin.rpy_to_matrix(rpy), atol=5e-3)
-
-
-def test_zero_header_stamps_fall_back_to_bag_time(tmp_path: Path) -> None:
-    spec = syn.SynthSpec(zero_header_stamps=True, tf='none', n_frames=8)
-    truth = syn.write_bag(tmp_path / 'z', spec)
-    assert _run([str(tmp_path / 'z'), '--out', str(tmp_path / 'o')]) == 0
-    ep = load_episode(tmp_path / 'o' / 'z.npz')
-    np.testing.assert_array_equal(ep.stamp_ns, truth.rgb_stamps + spec.latency_ns)
-    report = json.loads((tmp_path / 'o' / 'z.json').read_text())
-    assert report['header_stamp_fallbacks'] == {
-        'rgb': 8,
-        'depth': 8,
-        'joint_states': len(truth.joint_stamps),
-    }
-    assert _run([str(tmp_path / 'z'), '--out', str(tmp_path / 'b'), '--stamp', 'bag']) == 0
-    report = json.loads((tmp_path / 'b' / 'z.json').read_text())
-    assert report['header_stamp_fallbacks']['rgb'] == 0 and report['stamp_source'] == 'bag'
-
-
-def test_missing_camera_info_allowed_and_overwrite(tmp_path: Path, capsys) -> None:
-    syn.write_bag(tmp_path / 'c', syn.SynthSpec(camera_info=False, n_frames=5))
-    out = tmp_path / 'o'
-    assert _run([str(tmp_path / 'c'), '--out', str(out)]) == 1
-    err = capsys.readouterr().err
-    assert "camera info topic '/camera/color/camera_info' is not in the bag" in err
-    assert not out.exists() or not list(out.iterdir())
-    assert _run([str(tmp_path / 'c'), '--out', str(out), '--allow-missing-camera-info']) == 0
-    ep = load_episode(out / 'c.npz')
-    assert not ep.camera_K.any() and ep.camera_D.shape == (0,)
-    before = (out / 'c.npz').stat().st_mtime_ns
-    assert _run([str(tmp_path / 'c'), '--out', str(out), '--allow-missing-camera-info']) == 1
-    assert 'exists; use --overwrite' in capsys.readouterr().err
-    assert (out / 'c.npz').stat().st_mtime_ns == before
-    args = [str(tmp_path / 'c'), '--out', str(out), '--allow-missing-camera-info', '--overwrite']
-    assert _run([*args, '--split-on-gap', '1.0']) == 0
-    assert sorted(p.name for p in out.iterdir()) == ['c_seg00.json', 'c_seg00.npz']
-
-
-# ----------------------------------------------------------------------------- failure corpus
-
-
-def _image_bytes(stamp: int, enc: str = 'rgb8', h: int = 48, w: int = 64) -> bytes:
-    fields = image_codec.encode_rgb8(syn.rgb_frame(0, h, w))
-    if enc != 'rgb8':
-        fields = image_codec.ImageFields(h, w, enc, 0, fields.step, fields.data)
-    return syn.serialize_image(stamp, fields)
-
-
-def _joint_bytes(drop: str = '', truncate: bool = False) -> object:
-    def serialize(stamp: int, names: list, pos: np.ndarray, vel: np.ndarray) -> bytes:
-        keep = [k for k, n in enumerate(names) if n != drop]
-        msg = TS.types['sensor_msgs/msg/JointState'](
-            header=syn._header(stamp, ''),
-            name=[names[k] for k in keep],
-            position=pos[keep],
-            velocity=vel[keep] if len(vel) else vel,
-            effort=np.zeros(0),
-        )
-        raw = TS.serialize_cdr(msg, 'sensor_msgs/msg/JointState')
-        return bytes(raw[:40] if truncate else raw)
-
-    return serialize
-
-
-def _corpus(tmp_path: Path) -> dict[str, tuple[Path, str]]:
-    """Name -> (bag, regex the error must match); every bag fails with the default options."""
-    s0 = syn.SynthSpec().start_ns
-    rgb_t, depth_t = '/camera/color/image_raw', '/camera/depth/image_raw'
-    image = 'sensor_msgs/msg/Image'
-    cases: dict[str, tuple[Path, str]] = {}
-
-    def bag(name: str, **kw: object) -> Path:
-        p = tmp_path / name
-        syn.write_bag(p, syn.SynthSpec(n_frames=6, **kw))  # type: ignore[arg-type]
-        return p
-
-    cases['missing_topic'] = (
-        bag('missing_topic', depth_topic='/camera/aligned_depth'),
-        rf"missing_topic: depth topic '{depth_t}' is not in the bag; the bag has: "
-        r'/camera/aligned_depth \(sensor_msgs/msg/Image\), /camera/color/camera_info',
-    )
-    cases['empty_topic'] = (
-        bag('empty_topic', depth_topic='/other', extra_topics={depth_t: (image, [])}),
-        rf"empty_topic: depth topic '{depth_t}' is empty \(0 messages\)",
-    )
-    yuv = [(s0 + k, _image_bytes(s0 + k, 'yuv422')) for k in range(3)]
-    cases['unknown_encoding'] = (
-        bag('unknown_encoding', rgb_topic='/x', extra_topics={rgb_t: (image, yuv)}),
-        rf"unknown_encoding: topic '{rgb_t}' message 0: unsupported RGB image encoding 'yuv422'",
-    )
-    back = [(s0 + k * 1000, _image_bytes(s0 + (3 - k) * 33_000_000)) for k in range(3)]
-    cases['non_monotonic'] = (
-        bag('non_monotonic', rgb_topic='/x', extra_topics={rgb_t: (image, back)}),
-        rf"non_monotonic: topic '{rgb_t}': stamps are not monotonic",
-    )
-    info = {'/camera/color/camera_info': (image, back)}
-    cases['wrong_type'] = (
-        bag('wrong_type', camera_info=False, extra_topics=info),
-        r"wrong_type: camera info topic '/camera/color/camera_info' has type "
-        r'sensor_msgs/msg/Image, expected sensor_msgs/msg/CameraInfo',
-    )
-    cases['missing_joint'] = (
-        bag('missing_joint', joint_serializer=_joint_bytes(drop='joint_7')),
-        r"missing_joint: topic '/joint_states': joint 'joint_7' missing; the message has \[",
-    )
-    cases['corrupt_message'] = (
-        bag('corrupt_message', joint_serializer=_joint_bytes(truncate=True)),
-        r"corrupt_message: topic '/joint_states': sensor_msgs/msg/JointState: cannot "
-        r'deserialize 40 bytes',
-    )
-    trunc = bag('truncated_db3')
-    db3 = next(trunc.glob('*.db3'))
-    db3.write_bytes(db3.read_bytes()[: db3.stat().st_size // 3])
-    cases['truncated_db3'] = (trunc, r'truncated_db3.*(truncated or corrupt|malformed)')
-    mc = bag('truncated_mcap', storage='mcap')
-    mcap = next(mc.glob('*.mcap'))
-    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
-    cases['truncated_mcap'] = (mc, r'truncated_mcap.*truncated or corrupt')
-    cor = bag('corrupt_mcap', storage='mcap')
-    mcap = next(cor.glob('*.mcap'))
-    data = bytearray(mcap.read_bytes())
-    data[100:300] = b'\xff' * 200  # garbage record headers
-    mcap.write_bytes(bytes(data))
-    cases['corrupt_mcap'] = (cor, r'corrupt_mcap: cannot read messages \(truncated or corrupt')
-    no_bag = tmp_path / 'not_a_bag'
-    no_bag.mkdir()
-    (no_bag / 'notes.txt').write_text('x')
-    cases['not_a_bag'] = (no_bag, r'not_a_bag: not a rosbag2 directory \(no metadata.yaml')
-    return cases
-
-
-@pytest.mark.parametrize('compress', ['--compress', '--no-compress'])
-def test_failure_corpus(tmp_path: Path, capsys, compress: str) -> None:
-    cases = _corpus(tmp_path)
-    good = tmp_path / 'good'
-    syn.write_bag(good, syn.SynthSpec(n_frames=6))
-    for name, (bag, pattern) in cases.items():
-        out = tmp_path / f'out_{name}'
-        rc = _run([str(bag), str(good), '--out', str(out), compress])
-        err = capsys.readouterr().err
-        assert rc == 1, name
-        assert re.search(pattern, err), (name, err)
-        names = sorted(p.name for p in out.iterdir())
-        assert names == ['good.json', 'good.npz'], (name, names)  # no partial output
 
 
 def test_parallel_workers_isolate_failures(tmp_path: Path) -> None:
@@ -475,44 +45,6 @@ def test_parallel_workers_isolate_failures(tmp_path: Path) -> None:
         assert r.report['frames']['kept'] == 5
 
 
-@pytest.mark.parametrize(
-    ('flags', 'need_bytes', 'no_compress_hint'),
-    [
-        (['--compress'], 20 * 48 * 64 * 7, True),
-        (['--no-compress'], 20 * 48 * 64 * 3, False),  # depth streamed: RGB only
-        (['--no-compress', '--split-on-gap', '1.0'], 20 * 48 * 64 * 7, False),  # not streamed
-    ],
-)
-def test_episode_larger_than_memory_is_refused(
-    tmp_path: Path, monkeypatch, capsys, flags: list[str], need_bytes: int, no_compress_hint: bool
-) -> None:
-    from kinova_policy_ros.bag import collect as bag_collect
-
-    bag = tmp_path / 'long'
-    syn.write_bag(bag, syn.SynthSpec(n_frames=20))  # 48x64 frames
-    # the frames held in memory: RGB + depth, or RGB only when depth is streamed to the file
-    monkeypatch.setattr(bag_collect, 'available_memory', lambda: need_bytes - 1)
-    assert _run([str(bag), '--out', str(tmp_path / 'out'), *flags]) == 1
-    err = capsys.readouterr().err
-    assert f'long: the episode needs {need_bytes / 1e9:.1f} GB of memory' in err
-    assert '(20 frames of 48x64)' in err and '--resize' in err
-    assert ('--no-compress (depth' in err) == no_compress_hint
-    out = tmp_path / 'out'
-    assert not out.exists() or ls(out) == []  # nothing written, no temp file
-    monkeypatch.setattr(bag_collect, 'available_memory', lambda: need_bytes)
-    assert _run([str(bag), '--out', str(tmp_path / 'out'), *flags]) == 0
-
-
-def test_available_memory_reads_meminfo() -> None:
-    from kinova_policy_ros.bag.collect import available_memory
-
-    have = available_memory()
-    if Path('/proc/meminfo').exists():
-        assert have is not None and 0 < have < 1 << 50
-    else:
-        assert have is None
-
-
 def test_duplicate_output_names_are_refused(tmp_path: Path) -> None:
     for parent in ('a', 'b'):
         (tmp_path / parent).mkdir()
@@ -526,16 +58,7 @@ def test_duplicate_output_names_are_refused(tmp_path: Path) -> None:
     assert "output name 'rec' is also the name of" in results[1].error
 
 
-# ----------------------------------------------------------------------------- options / CLI
-
-
-def test_yaml_defaults_match_dataclass(tmp_path: Path) -> None:
-    from kinova_policy_ros.bag.convert import ConvertOptions
-
-    assert (
-        load_options(Path(__file__).resolve().parents[2] / 'config' / 'bag_to_npz.yaml')
-        == ConvertOptions()
-    )
+def test_load_options_overrides_and_errors(tmp_path: Path) -> None:
     opts = load_options(None, resize='24x32', joint_names='a,b,c,d,e,f,g', stamp='bag')
     assert opts.resize == (24, 32) and opts.joint_names == tuple('abcdefg')
     bad = tmp_path / 'bad.yaml'
@@ -579,3 +102,180 @@ def test_converter_processes_keep_freed_memory() -> None:
     # the CLI and its worker pool tune glibc malloc so frame-sized blocks are reused; on glibc
     # both mallopt calls must succeed (they return 0 for an unknown parameter or value)
     assert reuse_freed_memory() is True
+
+
+# ----------------------------------------------------------------------------- _coerce
+
+
+@pytest.mark.parametrize(
+    ('name', 'value', 'want'),
+    [
+        ('rgb_topic', '/cam', '/cam'),  # str
+        ('joint_names', 'a, b,c,d,e,f,g,', tuple('abcdefg')),  # tuple[str, ...] from a string
+        ('joint_names', [' a', 'b', 'c', 'd', 'e', 'f', 'g'], tuple('abcdefg')),  # from a list
+        ('resize', '24X32', (24, 32)),  # tuple[int, int] | None from HxW
+        ('resize', [24, '32'], (24, 32)),  # from a list
+        ('resize', None, None),  # optional
+        ('depth_tolerance_s', 0.02, 0.02),  # float | None
+        ('depth_tolerance_s', None, None),
+        ('max_joint_gap_s', 1, 1.0),  # float from an int
+        ('max_joint_gap_s', '0.25', 0.25),  # from a string
+        ('min_frames', 3, 3),  # int
+        ('min_frames', 4.0, 4),  # a whole float
+        ('workers', ' 2 ', 2),  # from a string
+        ('overwrite', True, True),  # bool
+        ('stamp', 'bag', 'bag'),  # Literal
+    ],
+)
+def test_coerce_converts_to_the_declared_type(name: str, value: object, want: object) -> None:
+    got = _coerce(name, value, 'f.yaml')
+    assert got == want and type(got) is type(want)
+
+
+@pytest.mark.parametrize(
+    ('name', 'value', 'why'),
+    [
+        ('rgb_topic', 5, 'expected a string, got int'),
+        ('rgb_topic', None, r'a value is required \(null is not allowed here\)'),
+        ('joint_names', 'a,b', 'must be 7 distinct joint names'),
+        ('joint_names', 'a,a,b,c,d,e,f', 'must be 7 distinct joint names'),
+        ('joint_names', 7, 'expected a list or a string, got int'),
+        ('joint_names', ['a', 2, 'c', 'd', 'e', 'f', 'g'], 'expected a string, got int'),
+        ('resize', '0x3', 'must be a positive height and width'),
+        ('resize', '24x32x3', r'expected 2 values \(NxN\), got 3'),
+        ('resize', 'axb', 'expected an integer'),
+        ('depth_tolerance_s', -0.1, r'must be > 0'),
+        ('depth_tolerance_s', 'soon', 'expected a number'),
+        ('depth_tolerance_s', True, 'expected a number, got a boolean'),
+        ('depth_tolerance_s', [1.0], 'expected a number'),
+        ('workers', 0, 'must be >= 1'),
+        ('workers', 2.5, 'expected an integer'),
+        ('workers', False, 'expected an integer, got a boolean'),
+        ('compress', 'yes', 'expected true or false'),
+        ('stamp', 'wall', "expected one of 'header', 'bag'"),
+    ],
+)
+def test_coerce_names_file_option_and_value(name: str, value: object, why: str) -> None:
+    with pytest.raises(ConfigError, match=rf'^f\.yaml: option {name!r} = .*: {why}'):
+        _coerce(name, value, 'f.yaml')
+    with pytest.raises(ConfigError, match=rf'= {re.escape(repr(value))}: '):
+        _coerce(name, value, 'f.yaml')
+
+
+def test_coerce_unknown_option_and_unknown_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"^cli: unknown option 'fancy' \(known: \["):
+        _coerce('fancy', 1, 'cli')
+    from kinova_policy_ros.bag import cli
+
+    monkeypatch.setattr(cli, '_option_types', lambda: {'x': complex, 'y': int | str})
+    unknown = r"^f: option 'x' = 1: no conversion to <class 'complex'>"
+    with pytest.raises(ConfigError, match=unknown):
+        _coerce('x', 1, 'f')
+    with pytest.raises(ConfigError, match=r"^f: option 'y' = 1: cannot convert to int \| str"):
+        _coerce('y', 1, 'f')
+
+
+def test_coerce_keeps_every_default() -> None:
+    # every field's declared type is one _coerce knows, and a default converts to itself
+    defaults = ConvertOptions()
+    for f in fields(ConvertOptions):
+        value = getattr(defaults, f.name)
+        assert _coerce(f.name, value, 'defaults') == value, f.name
+
+
+# ----------------------------------------------------------------------------- load_options
+
+
+def test_load_options_reads_yaml_and_names_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / 'c.yaml'
+    cfg.write_text('resize: [24, 32]\nworkers: 3\nstamp: bag\n')
+    opts = load_options(cfg, workers=None, min_frames=5)  # None overrides are ignored
+    assert (opts.resize, opts.workers, opts.stamp, opts.min_frames) == ((24, 32), 3, 'bag', 5)
+    cfg.write_text('workers: many\n')
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(cfg))}: option 'workers' = 'many'"):
+        load_options(cfg)
+    cfg.write_text('- a\n- b\n')
+    with pytest.raises(ConfigError, match=r'c\.yaml: expected a mapping of options, got list'):
+        load_options(cfg)
+    cfg.write_text('a: [\n')
+    with pytest.raises(ConfigError, match=r'c\.yaml: cannot read converter config'):
+        load_options(cfg)
+    with pytest.raises(ConfigError, match=r'nope\.yaml: cannot read converter config'):
+        load_options(tmp_path / 'nope.yaml')
+    with pytest.raises(ConfigError, match=r"^unknown option 'fancy'$"):
+        load_options(None, fancy=1)
+    with pytest.raises(ConfigError, match=r"^command line: option 'min_frames' = 0: must be"):
+        load_options(None, min_frames=0)
+
+
+# ----------------------------------------------------------------------------- parser, table
+
+
+def test_parser_maps_flags_to_options() -> None:
+    args = vars(
+        build_parser().parse_args(
+            ['a', 'b', '--out', 'o', '--split-on-gap', '0.5', '--no-progress', '--no-compress',
+             '--resize', '24x32', '--overwrite']
+        )
+    )
+    assert args.pop('bags') == ['a', 'b'] and args.pop('out') == 'o'
+    assert args.pop('config') is None
+    assert {k: v for k, v in args.items() if v is not None} == {
+        'split_on_gap_s': 0.5,
+        'progress': False,
+        'compress': False,
+        'resize': '24x32',
+        'overwrite': True,
+    }
+    names = {f.name for f in fields(ConvertOptions)}
+    assert set(args) == names  # every option has a flag, and every flag is an option
+    opts = load_options(None, **args)
+    assert (opts.split_on_gap_s, opts.progress, opts.compress, opts.resize) == (
+        0.5, False, False, (24, 32),
+    )
+
+
+def test_summary_table_rows() -> None:
+    report = {
+        'frames': {
+            'kept': 19,
+            'dropped': {'no_depth': 1, 'joint_gap': 2, 'no_joint_state': 0,
+                        'duplicate_stamp': 3, 'short_segment': 4},
+        },
+        'time': {'start_ns': 0, 'end_ns': 0, 'duration_s': 1.234, 'rate_hz': 29.97},
+    }
+    ok = BagResult('/bags/rec_a', True, ['/o/rec_a.npz'], report)  # type: ignore[arg-type]
+    bad = BagResult('/bags/rec_bb', False, error='/bags/rec_bb: broken')
+    lines = summary_table([ok, bad]).splitlines()
+    assert lines[0].split() == [
+        'bag', 'status', 'episodes', 'kept', 'dropped', 'span', 's', 'rate', 'Hz', 'output',
+    ]
+    assert lines[1].split() == ['rec_a', 'ok', '1', '19', '10', '1.23', '30.0', 'rec_a.npz']
+    assert lines[2].split() == ['rec_bb', 'FAILED', '0', '/bags/rec_bb:', 'broken']
+    assert lines[1].index('ok') == lines[2].index('FAILED')  # aligned columns
+
+
+# ----------------------------------------------------------------------------- exit codes
+
+
+def test_exit_codes_and_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    syn.write_bag(tmp_path / 'good', syn.SynthSpec(n_frames=4))
+    out = tmp_path / 'o'
+    assert main([str(tmp_path / 'good'), '--out', str(out), '--no-progress']) == 0
+    captured = capsys.readouterr()
+    assert 'good.npz' in captured.out and captured.err == ''
+    missing = tmp_path / 'missing'
+    rc = main([str(missing), str(tmp_path / 'good'), '--out', str(out), '--no-progress',
+               '--overwrite'])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert f'bag_to_npz: error: {missing}: bag does not exist' in err
+    assert 'bag_to_npz: 1 of 2 bags failed' in err
+    assert sorted(p.name for p in out.iterdir()) == ['good.json', 'good.npz']
+    assert main(['x', '--out', str(out), '--workers', '0']) == 2
+    assert "bag_to_npz: error: command line: option 'workers' = 0: must be >= 1" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit) as usage:
+        main(['--out', str(out)])  # no bag: argparse's usage error
+    assert usage.value.code == 2
