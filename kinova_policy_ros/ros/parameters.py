@@ -80,7 +80,7 @@ def declare_parameters(node: Node) -> None:
     """Declare every parameter of the table on ``node`` (overrides from the command line apply)."""
     for spec in PARAMS:
         # An empty list has no element type: declare it by type (value unset = default).
-        default: Any = (
+        default = (
             Parameter.Type.STRING_ARRAY
             if isinstance(spec.default, list) and not spec.default
             else spec.default
