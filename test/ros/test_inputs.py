@@ -1,0 +1,184 @@
+"""Tests of kinova_policy_ros.ros.inputs: decoding, joint selection, the newest-sample buffer."""
+
+from kinova_policy_ros.core import image_codec
+from kinova_policy_ros.ros.diagnostics import INVALID, RUNNING, STALE, WAITING
+from kinova_policy_ros.ros.inputs import (
+    depth_sample,
+    InputBuffer,
+    JointStateReader,
+    rgb_sample,
+    Sample,
+)
+import numpy as np
+import pytest
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+RGB_TOPIC = '/cam/rgb'
+DEPTH_TOPIC = '/cam/depth'
+JOINTS_TOPIC = '/joint_states'
+LABELS = (RGB_TOPIC, DEPTH_TOPIC, JOINTS_TOPIC)
+ARM = tuple(f'joint_{i}' for i in range(1, 8))
+Q = np.array([0.1, 0.3, -3.0, -2.2, 0.05, 0.9, 1.5])
+S = 1_000_000_000  # one second in ns
+
+
+def _rgb_array() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+
+
+def _image(fields: image_codec.ImageFields) -> Image:
+    return image_codec.fill_image_msg(Image(), fields)
+
+
+def _joint_state(names: list[str], positions: list[float]) -> JointState:
+    msg = JointState()
+    msg.name = names
+    msg.position = positions
+    return msg
+
+
+def _shuffled(q: np.ndarray) -> JointState:
+    names = [*ARM, 'finger_joint', 'right_finger_joint']  # 9 joints
+    values = [*q.tolist(), 0.7, 0.8]
+    order = [8, 3, 0, 6, 1, 5, 2, 7, 4]
+    return _joint_state([names[i] for i in order], [values[i] for i in order])
+
+
+# ---------------------------------------------------------------------------------- decoding
+
+
+def test_rgb_sample_decodes_raw_and_compressed_frames():
+    frame = _rgb_array()
+    raw = rgb_sample(_image(image_codec.encode_rgb8(frame)), 5, RGB_TOPIC)
+    assert raw.stamp_ns == 5 and raw.error == ''
+    np.testing.assert_array_equal(raw.value, frame)
+    fmt, data = image_codec.encode_compressed_rgb(frame, 'png')
+    packed = rgb_sample(CompressedImage(format=fmt, data=data), 6, RGB_TOPIC)
+    assert packed.stamp_ns == 6 and packed.error == ''
+    np.testing.assert_array_equal(packed.value, frame)
+
+
+def test_rgb_sample_of_a_bad_message_names_the_topic():
+    msg = _image(image_codec.encode_rgb8(_rgb_array()))
+    msg.encoding = 'yuv422'
+    sample = rgb_sample(msg, 7, RGB_TOPIC)
+    assert sample.value is None and sample.stamp_ns == 7
+    assert sample.error.startswith(f'{RGB_TOPIC}: ') and 'yuv422' in sample.error
+    broken = CompressedImage(format='png', data=b'not a png')
+    assert rgb_sample(broken, 8, RGB_TOPIC).error.startswith(f'{RGB_TOPIC}: ')
+
+
+def test_depth_sample_gives_metres_and_zero_for_invalid_depth():
+    depth = np.full((4, 5), 1.25, np.float32)
+    depth[1, 2] = np.nan
+    depth[3, 0] = np.inf
+    sample = depth_sample(_image(image_codec.encode_depth(depth, '32FC1')), 9, DEPTH_TOPIC)
+    assert sample.error == '' and sample.value is not None
+    assert sample.value.dtype == np.float32
+    assert sample.value[1, 2] == 0.0 and sample.value[3, 0] == 0.0
+    assert np.count_nonzero(sample.value == np.float32(1.25)) == depth.size - 2
+    mm = depth_sample(_image(image_codec.encode_depth(np.full((4, 5), 0.5), '16UC1')), 1, 'd')
+    np.testing.assert_allclose(mm.value, 0.5)
+
+
+def test_depth_sample_of_a_colour_image_names_the_topic_and_the_encoding():
+    sample = depth_sample(_image(image_codec.encode_rgb8(_rgb_array())), 3, DEPTH_TOPIC)
+    assert sample.value is None
+    assert sample.error.startswith(f'{DEPTH_TOPIC}: ') and 'rgb8' in sample.error
+
+
+# ------------------------------------------------------------------------------ joint states
+
+
+def test_joint_reader_picks_the_arm_joints_in_checkpoint_order():
+    reader = JointStateReader(ARM, JOINTS_TOPIC)
+    sample = reader.sample(_shuffled(Q), 11)
+    assert sample.error == '' and sample.stamp_ns == 11
+    assert sample.value is not None and sample.value.dtype == np.float64
+    np.testing.assert_array_equal(sample.value, Q)
+
+
+def test_joint_reader_caches_the_index_of_a_name_order():
+    reader = JointStateReader(ARM, JOINTS_TOPIC)
+    names = tuple(_shuffled(Q).name)
+    first = reader.index_for(names)
+    assert reader.index_for(names) is first
+    other = reader.index_for(ARM)
+    assert other is not first and other.tolist() == list(range(7))
+    assert reader.index_for(names) is not first  # only the last order is cached
+    np.testing.assert_array_equal(reader.index_for(names), first)
+
+
+@pytest.mark.parametrize(
+    ('names', 'positions', 'match'),
+    [
+        ([*ARM[:5], 'joint_7'], [0.0] * 6, "missing joints ['joint_6']"),
+        (list(ARM), [0.0] * 6, '7 names but 6 positions'),
+        (list(ARM), [0.0, 0.0, 0.0, np.nan, 0.0, np.inf, 0.0], 'non-finite position for '),
+    ],
+    ids=['missing', 'short', 'nan'],
+)
+def test_joint_reader_errors_name_the_topic_and_the_problem(names, positions, match):
+    sample = JointStateReader(ARM, JOINTS_TOPIC).sample(_joint_state(names, positions), 4)
+    assert sample.value is None and sample.stamp_ns == 4
+    assert sample.error.startswith(f'{JOINTS_TOPIC}: ') and match in sample.error
+    if match.startswith('non-finite'):
+        assert sample.error.endswith('joint_4, joint_6')
+
+
+# ------------------------------------------------------------------------------------ buffer
+
+
+def _filled(stamp_ns: int = 10 * S) -> InputBuffer:
+    buf = InputBuffer(LABELS)
+    buf.put_rgb(Sample(stamp_ns, _rgb_array(), ''))
+    buf.put_depth(Sample(stamp_ns, np.ones((6, 8), np.float32), ''))
+    buf.put_joints(Sample(stamp_ns, Q.copy(), ''))
+    return buf
+
+
+def test_empty_buffer_waits_for_every_input():
+    state, detail, obs = InputBuffer(LABELS).check(10 * S, 0.2)
+    assert state == WAITING and obs is None
+    assert detail == f'no message yet (or since the reset) on {", ".join(LABELS)}'
+
+
+def test_fresh_inputs_make_an_observation():
+    buf = _filled()
+    state, detail, obs = buf.check(10 * S + S // 10, 0.2)
+    assert (state, detail) == (RUNNING, '')
+    assert obs is not None
+    samples = buf.samples()
+    assert obs.rgb is samples.rgb.value and obs.depth is samples.depth.value
+    np.testing.assert_array_equal(obs.q, Q)
+
+
+def test_an_old_input_is_stale_and_named_with_its_age():
+    buf = _filled()
+    buf.put_rgb(Sample(9 * S, _rgb_array(), ''))
+    state, detail, obs = buf.check(10 * S, 0.2)
+    assert state == STALE and obs is None
+    assert detail == f'older than max_obs_age_s=0.2: {RGB_TOPIC} (1.000 s old)'
+    # exactly max_obs_age_s old is still fresh
+    assert buf.check(9 * S + S // 5, 0.2)[0] == RUNNING
+
+
+def test_errors_win_over_everything_and_are_joined():
+    buf = InputBuffer(LABELS)
+    buf.put_depth(Sample(1, None, f'{DEPTH_TOPIC}: bad'))
+    buf.put_joints(Sample(1, None, f'{JOINTS_TOPIC}: worse'))
+    state, detail, obs = buf.check(100 * S, 0.2)
+    assert state == INVALID and obs is None
+    assert detail == f'{DEPTH_TOPIC}: bad; {JOINTS_TOPIC}: worse'
+
+
+def test_reset_request_forgets_the_frames_and_is_taken_once():
+    buf = _filled()
+    assert not buf.take_reset_request()
+    buf.request_reset()
+    state, detail, _ = buf.check(10 * S, 0.2)
+    assert state == WAITING
+    assert RGB_TOPIC in detail and DEPTH_TOPIC in detail and JOINTS_TOPIC not in detail
+    assert buf.samples().joints.value is not None  # the joint state is still current
+    assert buf.take_reset_request()
+    assert not buf.take_reset_request()
