@@ -105,7 +105,7 @@ class CompressedImageMsg(Protocol):
     """What the decoders read of a ``sensor_msgs/CompressedImage``."""
 
     @property
-    def format(self) -> str: ...
+    def format(self) -> str: ...  # noqa: A003, RUF100 - the message field
 
     @property
     def data(self) -> object: ...

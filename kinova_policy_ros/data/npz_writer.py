@@ -58,7 +58,7 @@ class _Member:
     frame_bytes: int
     size: int  # npy header + data
     crc: int  # CRC-32 of the header and the frames written so far
-    next: int = 0  # next frame index put() expects
+    next_frame: int = 0  # the frame index put() expects next
 
 
 class FrameStream:
@@ -205,8 +205,10 @@ class FrameStream:
         if self._error is not None:
             raise OSError(f'{self.path}: writing {key!r} failed: {self._error}') from self._error
         m = self._members[key]
-        if i != m.next or i >= self.capacity:
-            raise ValueError(f'{self.path}: {key!r} frame {i} out of order (expected {m.next})')
+        if i != m.next_frame or i >= self.capacity:
+            raise ValueError(
+                f'{self.path}: {key!r} frame {i} out of order (expected {m.next_frame})'
+            )
         if frame is not None:
             source = m.source
             if (
@@ -219,7 +221,7 @@ class FrameStream:
                     f'(C-contiguous: {frame.flags.c_contiguous}); a frame is {source.dtype} '
                     f'{source.shape[1:]}, C-contiguous'
                 )
-        m.next = i + 1
+        m.next_frame = i + 1
         self._queue.put((key, i, frame))
 
     def _join(self) -> None:
@@ -236,7 +238,7 @@ class FrameStream:
     def read_frame(self, key: str, i: int, out: np.ndarray) -> None:
         """Read frame ``i`` of ``key`` back from the file into ``out`` (after it was written)."""
         m = self._members[key]
-        if i >= m.next:
+        if i >= m.next_frame:
             raise ValueError(f'{self.path}: {key!r} frame {i} was not put')
         if out.nbytes != m.frame_bytes or not out.flags.c_contiguous:
             raise ValueError(f'{self.path}: {key!r} frame {i} does not fit a {out.shape} array')
@@ -253,7 +255,9 @@ class FrameStream:
         """Wait for the frames, then append ``arrays`` (the other members) and the directory."""
         self.wait()
         # without a writer error, every frame put was written
-        short = {k: m.next for k, m in self._members.items() if m.next != self.capacity}
+        short = {
+            k: m.next_frame for k, m in self._members.items() if m.next_frame != self.capacity
+        }
         if short:
             raise ValueError(
                 f'{self.path}: frames put {short}; expected {self.capacity} of each of '

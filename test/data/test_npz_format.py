@@ -88,8 +88,6 @@ def test_preallocate_reserves_the_file(tmp_path: Path) -> None:
     assert (tmp_path / 'f').stat().st_size == ((1 << 20) if done else 0)
 
 
-
-
 def test_preallocate_skips_nothing_to_reserve(monkeypatch) -> None:
     calls = []
     monkeypatch.setattr(npz_format, '_FALLOCATE', lambda *args: calls.append(args) or 0)
