@@ -101,7 +101,7 @@ def test_frame_period_and_joint_names(episodes):
     ds = make(episodes)
     assert ds.frame_period_s() == pytest.approx(1 / 15, rel=1e-6)
     assert ds.joint_names == tuple(f'joint_{i}' for i in range(1, 8))
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r'^index 15 out of range for 15 samples$'):
         ds[len(ds)]
 
 

@@ -88,8 +88,8 @@ def test_frame_stream_rejects_misuse(tmp_path: Path) -> None:
     stream.abort()
     assert not stream.path.exists()
     stream.abort()  # idempotent
-    with pytest.raises(FileExistsError):
-        (tmp_path / 'taken.tmp').write_bytes(b'')
+    (tmp_path / 'taken.tmp').write_bytes(b'')
+    with pytest.raises(FileExistsError, match=r'taken\.tmp'):
         FrameStream(tmp_path / 'taken.tmp', {'rgb': np.zeros((1, 2, 2, 3), np.uint8)})
     with pytest.raises(ValueError, match='differ in frame count'):
         FrameStream(tmp_path / 'n.tmp', {'a': np.zeros((2, 1)), 'b': np.zeros((3, 1))})
