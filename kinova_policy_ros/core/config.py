@@ -5,19 +5,35 @@ The one configuration system: a dataclass per component, validated in ``__post_i
 ``train.augment``). It loads from YAML, takes dotted command-line overrides whose values are
 parsed as YAML (``train.num_steps=20``, ``data.resize_hw=[96,128]``) and rejects unknown keys and
 bad values with a :class:`ConfigError` naming the dotted key and the value.
+
+This module holds the dataclasses and their checks; reading the YAML file and the overrides is
+:mod:`~kinova_policy_ros.core.config_yaml`, the typed conversion to and from plain values
+:mod:`~kinova_policy_ros.core.config_codec`. Every public name is importable from here.
 """
 
-from collections.abc import Mapping, Sequence
-import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 import os
-from pathlib import Path
-import types
-import typing
-from typing import Any, TypeVar, Union
 
+from kinova_policy_ros.core.config_codec import from_dict, PlainValue, to_dict
+from kinova_policy_ros.core.config_yaml import apply_overrides, parse_override, read_yaml_mapping
 from kinova_policy_ros.core.errors import ConfigError
-import yaml
+
+__all__ = [
+    'LR_SCHEDULERS',
+    'AugmentConfig',
+    'DataConfig',
+    'EMAConfig',
+    'ExperimentConfig',
+    'ModelConfig',
+    'PlainValue',
+    'TrainConfig',
+    'apply_overrides',
+    'from_dict',
+    'load_experiment_config',
+    'parse_override',
+    'to_dict',
+]
 
 LR_SCHEDULERS = (
     'linear',
@@ -30,7 +46,7 @@ LR_SCHEDULERS = (
 )
 
 
-def _require(ok: bool, key: str, value: Any, what: str) -> None:
+def _require(ok: bool, key: str, value: object, what: str) -> None:
     if not ok:
         raise ConfigError(f'{key}: {what}, got {value!r}')
 
@@ -369,136 +385,11 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-T = TypeVar('T')
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Convert a YAML value to the annotated type ``tp``, raising ConfigError naming ``key``."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], key)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f'{key}: expected a mapping, got {value!r}')
-        return from_dict(tp, value, prefix=key)  # type: ignore[arg-type]
-    if origin is tuple:
-        if not isinstance(value, Sequence) or isinstance(value, str):
-            raise ConfigError(f'{key}: expected a list, got {value!r}')
-        elem = args[0]
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, elem, f'{key}[{i}]') for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f'{key}: expected {len(args)} values, got {value!r}')
-        return tuple(_convert(v, a, f'{key}[{i}]') for i, (v, a) in enumerate(zip(value, args)))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f'{key}: expected true/false, got {value!r}')
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f'{key}: expected an integer, got {value!r}')
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f'{key}: expected a number, got {value!r}')
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f'{key}: expected a string, got {value!r}')
-        return value
-    raise ConfigError(f'{key}: unsupported field type {tp!r}')  # pragma: no cover
-
-
-def from_dict(cls: type[T], values: Mapping[str, Any], prefix: str = '') -> T:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys (named with ``prefix``)."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    dotted = f'{prefix}.' if prefix else ''
-    for key in values:
-        if key not in names:
-            raise ConfigError(f'{dotted}{key}: unknown key (known: {", ".join(sorted(names))})')
-    kwargs = {k: _convert(v, hints[k], f'{dotted}{k}') for k, v in values.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f'{prefix or cls.__name__}: {err}') from err
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Return a plain, YAML/JSON-serializable dict (tuples become lists)."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, tuple | list):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-
-    return plain(dataclasses.asdict(cfg))
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``'a.b.c=value'`` into the key path and the YAML-parsed value."""
-    if '=' not in text:
-        raise ConfigError(f'override {text!r}: expected dotted.key=value')
-    key, raw = text.split('=', 1)
-    path = key.strip().split('.')
-    if not all(path):
-        raise ConfigError(f'override {text!r}: empty key component')
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as err:
-        raise ConfigError(f'{key}: cannot parse value {raw!r} as YAML: {err}') from err
-    return path, value
-
-
-def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply dotted overrides to a nested dict (a copy); unknown keys are caught by from_dict."""
-    out: dict[str, Any] = _deep_copy(values)
-    for text in overrides:
-        path, value = parse_override(text)
-        node = out
-        for i, part in enumerate(path[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f'{".".join(path[: i + 1])}: is not a section')
-            node = child
-        node[path[-1]] = value
-    return out
-
-
-def _deep_copy(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in d.items()}
-
-
 def load_experiment_config(
     path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
 ) -> ExperimentConfig:
     """Load an :class:`ExperimentConfig` from YAML (or defaults) plus dotted overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            text = Path(path).read_text()
-        except OSError as err:
-            raise ConfigError(f'{path}: cannot read config: {err}') from err
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f'{path}: invalid YAML: {err}') from err
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f'{path}: expected a mapping at the top level')
-        values = loaded or {}
+    values = read_yaml_mapping(path) if path is not None else {}
     values = apply_overrides(values, overrides)
     try:
         return from_dict(ExperimentConfig, values)

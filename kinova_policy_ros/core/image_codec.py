@@ -13,16 +13,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import struct
-from typing import Any
+from typing import Protocol, SupportsInt, TYPE_CHECKING, TypeVar
 
 import cv2
 from kinova_policy_ros.core.errors import DecodeError
 import numpy as np
 
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
 __all__ = [
     'COLOR_ENCODINGS',
     'DEPTH_ENCODINGS',
+    'CompressedImageMsg',
     'ImageFields',
+    'RawImageMsg',
+    'WritableImageMsg',
     'decode_compressed_depth',
     'decode_compressed_rgb',
     'decode_depth',
@@ -73,7 +79,53 @@ class ImageFields:
     data: bytes
 
 
-def _payload(msg: Any, what: str) -> np.ndarray:
+class RawImageMsg(Protocol):
+    """What the decoders read of a ``sensor_msgs/Image`` (rclpy, rosbags, :class:`ImageFields`)."""
+
+    @property
+    def height(self) -> SupportsInt: ...
+
+    @property
+    def width(self) -> SupportsInt: ...
+
+    @property
+    def encoding(self) -> str: ...
+
+    @property
+    def is_bigendian(self) -> SupportsInt: ...
+
+    @property
+    def step(self) -> SupportsInt: ...
+
+    @property
+    def data(self) -> object: ...  # bytes, array.array, a uint8 array or a list of ints
+
+
+class CompressedImageMsg(Protocol):
+    """What the decoders read of a ``sensor_msgs/CompressedImage``."""
+
+    @property
+    def format(self) -> str: ...  # noqa: A003, RUF100 - the message field
+
+    @property
+    def data(self) -> object: ...
+
+
+class WritableImageMsg(Protocol):
+    """An Image message object whose fields :func:`fill_image_msg` sets."""
+
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: bytes
+
+
+_Msg = TypeVar('_Msg', bound=WritableImageMsg)
+
+
+def _payload(msg: RawImageMsg | CompressedImageMsg, what: str) -> np.ndarray:
     """Return the ``data`` field of a message as a flat uint8 array (no copy when possible)."""
     data = getattr(msg, 'data', None)
     if data is None:
@@ -88,7 +140,7 @@ def _payload(msg: Any, what: str) -> np.ndarray:
         return np.asarray(data, dtype=np.uint8).reshape(-1)
 
 
-def _geometry(msg: Any, bytes_per_pixel: int) -> tuple[int, int, int, np.ndarray]:
+def _geometry(msg: RawImageMsg, bytes_per_pixel: int) -> tuple[int, int, int, np.ndarray]:
     """Check height/width/step against the payload length; return (h, w, step, payload)."""
     encoding = str(msg.encoding)
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
@@ -110,7 +162,7 @@ def _geometry(msg: Any, bytes_per_pixel: int) -> tuple[int, int, int, np.ndarray
     return h, w, step, data
 
 
-def decode_rgb(msg: Any, out: np.ndarray | None = None) -> np.ndarray:
+def decode_rgb(msg: RawImageMsg, out: np.ndarray | None = None) -> np.ndarray:
     """
     Decode a raw ``sensor_msgs/Image`` to a uint8 ``[H, W, 3]`` RGB array (a writable copy).
 
@@ -144,7 +196,7 @@ def decode_rgb(msg: Any, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def decode_depth(msg: Any, out: np.ndarray | None = None) -> np.ndarray:
+def decode_depth(msg: RawImageMsg, out: np.ndarray | None = None) -> np.ndarray:
     """
     Decode a raw depth ``sensor_msgs/Image`` to float32 ``[H, W]`` metres (a writable copy).
 
@@ -202,7 +254,7 @@ def _imdecode(data: np.ndarray, fmt: str, what: str) -> np.ndarray:
     return np.asarray(img)
 
 
-def decode_compressed_rgb(msg: Any) -> np.ndarray:
+def decode_compressed_rgb(msg: CompressedImageMsg) -> np.ndarray:
     """
     Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) to uint8 ``[H, W, 3]`` RGB.
 
@@ -237,7 +289,7 @@ def decode_compressed_rgb(msg: Any) -> np.ndarray:
     )
 
 
-def decode_compressed_depth(msg: Any) -> np.ndarray:
+def decode_compressed_depth(msg: CompressedImageMsg) -> np.ndarray:
     """
     Decode a compressedDepth ``sensor_msgs/CompressedImage`` to float32 ``[H, W]`` metres.
 
@@ -290,17 +342,17 @@ def decode_compressed_depth(msg: Any) -> np.ndarray:
     )
 
 
-def is_compressed(msg: Any) -> bool:
+def is_compressed(msg: RawImageMsg | CompressedImageMsg) -> TypeIs[CompressedImageMsg]:
     """Return True for a CompressedImage-like message (it has a ``format`` field)."""
     return hasattr(msg, 'format') and not hasattr(msg, 'encoding')
 
 
-def decode_rgb_message(msg: Any) -> np.ndarray:
+def decode_rgb_message(msg: RawImageMsg | CompressedImageMsg) -> np.ndarray:
     """Decode an Image or CompressedImage to uint8 RGB, whichever ``msg`` is."""
     return decode_compressed_rgb(msg) if is_compressed(msg) else decode_rgb(msg)
 
 
-def decode_depth_message(msg: Any) -> np.ndarray:
+def decode_depth_message(msg: RawImageMsg | CompressedImageMsg) -> np.ndarray:
     """Decode a depth Image or compressedDepth CompressedImage to float32 metres."""
     return decode_compressed_depth(msg) if is_compressed(msg) else decode_depth(msg)
 
@@ -382,7 +434,7 @@ def encode_compressed_depth(depth_m: np.ndarray) -> tuple[str, bytes]:
     return '16UC1; compressedDepth png', _DEPTH_HEADER.pack(0, 0.0, 0.0) + buf.tobytes()
 
 
-def fill_image_msg(msg: Any, fields: ImageFields) -> Any:
+def fill_image_msg(msg: _Msg, fields: ImageFields) -> _Msg:
     """Copy :class:`ImageFields` into an Image message object (rclpy or rosbags) and return it."""
     msg.height = fields.height
     msg.width = fields.width

@@ -127,7 +127,7 @@ def matrix_to_quaternion(rotation: npt.ArrayLike) -> FloatArray:
     y = np.copysign(y, r[0, 2] - r[2, 0])
     z = np.copysign(z, r[1, 0] - r[0, 1])
     q = np.array([x, y, z, w])
-    return q / np.linalg.norm(q)
+    return np.asarray(q / np.linalg.norm(q), dtype=np.float64)
 
 
 def matrix_to_rpy(rotation: npt.ArrayLike) -> FloatArray:
@@ -206,7 +206,7 @@ def fk_matrix(q: npt.ArrayLike) -> FloatArray:
     qa = _as_joints(q)
     if qa.ndim != 1:
         raise ValueError(f'fk_matrix takes one configuration q[7], got shape {qa.shape}')
-    return joint_frames(qa)[7]
+    return np.asarray(joint_frames(qa)[7], dtype=np.float64)
 
 
 def fk(q: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:

@@ -11,6 +11,7 @@ the same small interface: ``update``, ``set_postfix``, ``close`` and use as a co
 from __future__ import annotations
 
 from collections.abc import Mapping
+import math
 import sys
 import time
 from types import TracebackType
@@ -66,8 +67,8 @@ class LineProgress:
         self.n = self._start = int(initial)
         self.disable = disable
         self._file = file
-        self._step = max(1, round(self.total * every_percent / 100))
-        self._next = (self.n // self._step + 1) * self._step
+        self._every = float(every_percent)
+        self._bucket = self._bucket_of(self.n)
         self._postfix = ''
         self._t0 = time.monotonic()
         self._closed = False
@@ -77,9 +78,21 @@ class LineProgress:
     def update(self, n: int = 1) -> None:
         """Advance by ``n``; print a line when the next step of the total is reached."""
         self.n += n
-        if self.n >= self._next:
-            self._next = (self.n // self._step + 1) * self._step
+        bucket = self._bucket_of(self.n)
+        if bucket > self._bucket:
+            self._bucket = bucket
             self._print()
+
+    def _bucket_of(self, n: int) -> int:
+        """
+        How many whole ``every_percent`` steps of the total ``n`` is (0 for an unknown total).
+
+        A line is printed when this grows: at most ``100 / every_percent`` lines, and with the
+        final one from :meth:`close` at most 21 lines at 5 %, whatever the total.
+        """
+        if self.total <= 0:
+            return 0
+        return math.floor(n * 100 / (self._every * self.total))
 
     def set_postfix(
         self, ordered_dict: Mapping[str, object] | None = None, **kwargs: object

@@ -9,20 +9,20 @@ the dataset (the OS page cache holds what is hot). The cache stores stage 1 of
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 import hashlib
 import json
 import os
 from pathlib import Path
 import shutil
 import tempfile
-from typing import Any
 
 from kinova_policy_ros.core.config import DataConfig
-from kinova_policy_ros.core.errors import SchemaError
+from kinova_policy_ros.core.errors import ConfigError, SchemaError
 from kinova_policy_ros.data.preprocess import frames_to_tensors, JointStats, resize_frames
 from kinova_policy_ros.data.schema import check_episode, read_arrays
 import numpy as np
+from numpy.typing import NDArray
 import torch
 
 CACHE_VERSION = 3
@@ -37,7 +37,9 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / '.cache' / 'kinova_policy_ros'
 
 
-def list_episode_files(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list:
+def list_episode_files(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> list[Path]:
     """Return the episode files: a folder's ``*.npz`` (sorted) or the given files, sorted."""
     if isinstance(source, str | os.PathLike):
         p = Path(source)
@@ -158,7 +160,7 @@ def open_cached_episode(
     )
 
 
-class SegmentDataset(torch.utils.data.Dataset):
+class SegmentDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     """View of a :class:`KinovaJointDataset` whose item ``i`` is ``ds.segment(i, S)``."""
 
     def __init__(self, ds: 'KinovaJointDataset', num_windows: int) -> None:
@@ -171,7 +173,7 @@ class SegmentDataset(torch.utils.data.Dataset):
         return self.ds.segment(index, self.num_windows)
 
 
-class KinovaJointDataset(torch.utils.data.Dataset):
+class KinovaJointDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     """
     Samples ``(observation window, future joint targets)`` from npz episodes.
 
@@ -196,7 +198,15 @@ class KinovaJointDataset(torch.utils.data.Dataset):
         with_goal: bool = False,
         crop: tuple[float, float, float, float] | None = None,
         anchor_frame: bool = False,
+        action_horizon: int | None = None,
+        val_fraction: float = DataConfig.val_fraction,
     ) -> None:
+        """
+        Open (and cache) the episodes; the keywords are the :class:`DataConfig` fields.
+
+        ``action_horizon`` (None: ``min(pred_horizon, 6)``) and ``val_fraction`` do not change
+        the samples: they are kept in :attr:`cfg` (the split is the trainer's).
+        """
         self.with_goal = with_goal
         self.cfg = DataConfig(
             resize_hw=tuple(resize_hw),  # type: ignore[arg-type]
@@ -207,7 +217,8 @@ class KinovaJointDataset(torch.utils.data.Dataset):
             obs_horizon=obs_horizon,
             anchor_frame=anchor_frame,
             pred_horizon=pred_horizon,
-            action_horizon=min(pred_horizon, 6),
+            action_horizon=min(pred_horizon, 6) if action_horizon is None else action_horizon,
+            val_fraction=val_fraction,
         )
         self.files = list_episode_files(episodes)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -248,7 +259,7 @@ class KinovaJointDataset(torch.utils.data.Dataset):
             self._episodes = eps
         return self._episodes
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         # Memory maps are reopened in each DataLoader worker instead of being pickled (copied).
         state = dict(self.__dict__)
         state['_episodes'] = None
@@ -283,15 +294,15 @@ class KinovaJointDataset(torch.utils.data.Dataset):
         start = int(self._ends[ep - 1]) if ep > 0 else 0
         return ep, index - start
 
-    def episode_of(self, indices: np.ndarray) -> np.ndarray:
+    def episode_of(self, indices: np.ndarray) -> NDArray[np.intp]:
         """Vectorized episode index of sample indices."""
-        return np.searchsorted(self._ends, indices, side='right')
+        return np.asarray(np.searchsorted(self._ends, indices, side='right'), dtype=np.intp)
 
-    def frame_of(self, indices: np.ndarray) -> np.ndarray:
+    def frame_of(self, indices: np.ndarray) -> NDArray[np.int64]:
         """Vectorized frame index ``t`` of sample indices."""
         ep = self.episode_of(indices)
         starts = np.concatenate([[0], self._ends[:-1]])
-        return indices - starts[ep]
+        return np.asarray(indices - starts[ep], dtype=np.int64)
 
     # -- samples --------------------------------------------------------------------------
 
@@ -363,8 +374,8 @@ class KinovaJointDataset(torch.utils.data.Dataset):
         cache_dir: str | os.PathLike[str] | None = None,
         with_goal: bool = False,
     ) -> 'KinovaJointDataset':
-        """Build from a :class:`DataConfig`."""
-        return cls(
+        """Build from a :class:`DataConfig`: every field of ``cfg`` ends up in :attr:`cfg`."""
+        ds = cls(
             episodes,
             obs_horizon=cfg.obs_horizon,
             pred_horizon=cfg.pred_horizon,
@@ -377,4 +388,13 @@ class KinovaJointDataset(torch.utils.data.Dataset):
             with_goal=with_goal,
             crop=cfg.crop,
             anchor_frame=cfg.anchor_frame,
+            action_horizon=cfg.action_horizon,
+            val_fraction=cfg.val_fraction,
         )
+        lost = [f.name for f in fields(cfg) if getattr(ds.cfg, f.name) != getattr(cfg, f.name)]
+        if lost:  # a DataConfig field this constructor does not take yet
+            raise ConfigError(
+                f'KinovaJointDataset.from_config: data.{lost[0]} is {getattr(cfg, lost[0])!r}, '
+                f'the dataset would use {getattr(ds.cfg, lost[0])!r}'
+            )
+        return ds

@@ -16,10 +16,10 @@ checkpoint.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from kinova_policy_ros.core.errors import CheckpointError, ConfigError
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 import torch
 import torch.nn.functional as F
 
@@ -165,7 +165,7 @@ class JointStats:
         return {k: [float(x) for x in getattr(self, k)] for k in self.KEYS}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = 'stats') -> 'JointStats':
+    def from_dict(cls, d: Mapping[str, ArrayLike], source: str = 'stats') -> 'JointStats':
         """Read statistics; a missing one is an error (never a silent pass-through)."""
         missing = [k for k in cls.KEYS if k not in d]
         if missing:
@@ -189,13 +189,15 @@ class JointNormalizer:
         hi = np.asarray(hi, dtype=np.float64)
         span = hi - lo
         const = span < CONSTANT_RANGE_EPS
-        self.scale = np.where(const, 1.0, 2.0 / np.where(const, 1.0, span))
-        self.center = (lo + hi) / 2.0
+        self.scale: NDArray[np.float64] = np.where(const, 1.0, 2.0 / np.where(const, 1.0, span))
+        self.center: NDArray[np.float64] = (lo + hi) / 2.0
 
-    def normalize(self, x: np.ndarray) -> np.ndarray:
+    def normalize(self, x: ArrayLike) -> NDArray[np.float32]:
         """Map radians (or rad/s) to normalized values; float32."""
-        return ((np.asarray(x, dtype=np.float64) - self.center) * self.scale).astype(np.float32)
+        out = (np.asarray(x, dtype=np.float64) - self.center) * self.scale
+        return out.astype(np.float32)
 
-    def denormalize(self, x: np.ndarray) -> np.ndarray:
+    def denormalize(self, x: ArrayLike) -> NDArray[np.float64]:
         """Map normalized values back to radians (or rad/s); float64."""
-        return np.asarray(x, dtype=np.float64) / self.scale + self.center
+        out: NDArray[np.float64] = np.asarray(x, dtype=np.float64) / self.scale + self.center
+        return out

@@ -7,17 +7,18 @@ writes them atomically (temp file in the same folder, then ``os.replace``), so a
 sees a half-written episode.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 import os
 from pathlib import Path
 import secrets
-from typing import Any
+from typing import TypeAlias
 import zipfile
 
 from kinova_policy_ros.core.errors import SchemaError
 from kinova_policy_ros.data.npz_writer import FrameStream, write_npz
 import numpy as np
+from numpy.typing import ArrayLike
 
 NUM_JOINTS = 7
 DEFAULT_JOINT_NAMES: tuple[str, ...] = tuple(f'joint_{i}' for i in range(1, NUM_JOINTS + 1))
@@ -106,8 +107,15 @@ def _depth_problem(depth: np.ndarray) -> str | None:
     return None
 
 
+#: Receives each problem found: ``(key, what is wrong)``.
+_Report: TypeAlias = Callable[[str, str], None]
+
+
 def validate_episode(
-    arrays: Mapping[str, Any], source: str = '<memory>', *, values_checked: Iterable[str] = ()
+    arrays: Mapping[str, ArrayLike],
+    source: str = '<memory>',
+    *,
+    values_checked: Iterable[str] = (),
 ) -> list[str]:
     """
     Check a mapping of arrays against the schema.
@@ -119,7 +127,6 @@ def validate_episode(
     :return: a list of problems, each naming the source and the key; empty when valid.
     """
     problems: list[str] = []
-    checked = frozenset(values_checked)
 
     def bad(key: str, what: str) -> None:
         problems.append(f'{source}: key {key!r}: {what}')
@@ -133,12 +140,25 @@ def validate_episode(
     if missing:
         return problems
     a = {k: np.asarray(arrays[k]) for k in EPISODE_KEYS}
+    n = _check_stamps(a['stamp_ns'], bad)
+    if n is None:
+        return problems
+    _check_images(a['rgb'], a['depth'], 'depth' not in frozenset(values_checked), bad)
+    _check_joint_arrays(a, bad)
+    for key in FRAME_KEYS:
+        if a[key].ndim >= 1 and a[key].shape[0] != n:
+            bad(key, f'has {a[key].shape[0]} frames, stamp_ns has {n}')
+    _check_joint_names(a['joint_names'], bad)
+    _check_camera(a, bad)
+    return problems
 
-    stamp = a['stamp_ns']
+
+def _check_stamps(stamp: np.ndarray, bad: _Report) -> int | None:
+    """Check ``stamp_ns``; return the frame count, None when the shape is unusable."""
     if stamp.ndim != 1:
         bad('stamp_ns', f'expected shape [N], got {_shape(stamp)}')
-        return problems
-    n = stamp.shape[0]
+        return None
+    n = int(stamp.shape[0])
     if n == 0:
         bad('stamp_ns', 'episode has no frames')
     if stamp.dtype != np.int64:
@@ -151,23 +171,28 @@ def validate_episode(
                 'stamp_ns',
                 f'not strictly increasing at frame {i + 1} ({stamp[i]} -> {stamp[i + 1]})',
             )
+    return n
 
-    rgb = a['rgb']
+
+def _check_images(rgb: np.ndarray, depth: np.ndarray, depth_values: bool, bad: _Report) -> None:
+    """Check ``rgb`` and ``depth`` (the depth values too unless ``depth_values`` is False)."""
     if rgb.ndim != 4 or rgb.shape[-1] != 3:
         bad('rgb', f'expected shape [N,H,W,3], got {_shape(rgb)}')
     elif rgb.dtype != np.uint8:
         bad('rgb', f'expected dtype uint8, got {rgb.dtype}')
-    depth = a['depth']
     if depth.ndim != 3:
         bad('depth', f'expected shape [N,H,W], got {_shape(depth)}')
-    else:
-        if depth.dtype != np.float32:
-            bad('depth', f'expected dtype float32 (metres), got {depth.dtype}')
-        elif 'depth' not in checked and (problem := _depth_problem(depth)) is not None:
-            bad('depth', problem)
-        if rgb.ndim == 4 and depth.shape[1:] != rgb.shape[1:3]:
-            bad('depth', f'image size {depth.shape[1:]} differs from rgb {rgb.shape[1:3]}')
+        return
+    if depth.dtype != np.float32:
+        bad('depth', f'expected dtype float32 (metres), got {depth.dtype}')
+    elif depth_values and (problem := _depth_problem(depth)) is not None:
+        bad('depth', problem)
+    if rgb.ndim == 4 and depth.shape[1:] != rgb.shape[1:3]:
+        bad('depth', f'image size {depth.shape[1:]} differs from rgb {rgb.shape[1:3]}')
 
+
+def _check_joint_arrays(a: Mapping[str, np.ndarray], bad: _Report) -> None:
+    """Check the float arrays ``q``, ``dq``, ``ee_xyz`` and ``ee_rpy``."""
     widths = {'q': NUM_JOINTS, 'dq': NUM_JOINTS, 'ee_xyz': 3, 'ee_rpy': 3}
     for key in _FLOAT_KEYS:
         arr = a[key]
@@ -178,16 +203,16 @@ def validate_episode(
         elif not np.all(np.isfinite(arr)):
             bad(key, 'contains NaN or inf')
 
-    for key in FRAME_KEYS:
-        if a[key].ndim >= 1 and a[key].shape[0] != n:
-            bad(key, f'has {a[key].shape[0]} frames, stamp_ns has {n}')
 
-    names = a['joint_names']
+def _check_joint_names(names: np.ndarray, bad: _Report) -> None:
     if names.shape != (NUM_JOINTS,) or names.dtype.kind not in ('U', 'S', 'O'):
         bad('joint_names', f'expected {NUM_JOINTS} strings, got {_shape(names)} {names.dtype}')
     elif len({str(s) for s in names}) != NUM_JOINTS:
         bad('joint_names', f'names must be unique, got {[str(s) for s in names]}')
 
+
+def _check_camera(a: Mapping[str, np.ndarray], bad: _Report) -> None:
+    """Check the intrinsics ``camera_K``, ``camera_D`` and the image size."""
     cam_k = a['camera_K']
     if cam_k.shape != (3, 3):
         bad('camera_K', f'expected shape [3,3], got {_shape(cam_k)}')
@@ -202,10 +227,9 @@ def validate_episode(
         v = a[key]
         if v.shape != () or v.dtype.kind not in ('i', 'u') or int(v) <= 0:
             bad(key, f'expected a positive integer scalar, got {v!r}')
-    return problems
 
 
-def check_episode(arrays: Mapping[str, Any], source: str = '<memory>') -> None:
+def check_episode(arrays: Mapping[str, ArrayLike], source: str = '<memory>') -> None:
     """Raise :class:`SchemaError` listing every problem of ``arrays`` (see validate_episode)."""
     _raise_problems(validate_episode(arrays, source))
 
@@ -232,7 +256,9 @@ def _from_arrays(a: Mapping[str, np.ndarray]) -> Episode:
     )
 
 
-def read_arrays(path: str | os.PathLike[str], keys: Iterable[str] | None = None) -> dict:
+def read_arrays(
+    path: str | os.PathLike[str], keys: Iterable[str] | None = None
+) -> dict[str, np.ndarray]:
     """Read (a subset of) the arrays of an npz file, wrapping I/O errors with the path."""
     path = Path(path)
     try:
@@ -285,7 +311,9 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
         raise SchemaError(f'{path}: exists (use overwrite to replace it)')
 
 
-def atomic_write(path: str | os.PathLike[str], write: Any, *, overwrite: bool = True) -> Path:
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[Path], object], *, overwrite: bool = True
+) -> Path:
     """
     Write a file atomically: ``write(tmp_path)`` fills a temp file, then it replaces ``path``.
 
@@ -330,7 +358,7 @@ def open_frame_stream(
 
 def save_episode(
     path: str | os.PathLike[str],
-    episode: Episode | Mapping[str, Any],
+    episode: Episode | Mapping[str, ArrayLike],
     *,
     compress: bool = True,
     overwrite: bool = False,
@@ -346,14 +374,18 @@ def save_episode(
         arrays (all frames put, the same data as ``episode``'s); it is finished and renamed to
         ``path``, or deleted when anything fails.
     """
-    arrays = episode.to_arrays() if isinstance(episode, Episode) else dict(episode)
+    if isinstance(episode, Episode):
+        arrays = episode.to_arrays()
+    else:
+        arrays = {k: np.asarray(v) for k, v in episode.items()}
     if stream is None:
         check_episode(arrays, str(path))
 
         def write(tmp: Path) -> None:
             with open(tmp, 'wb') as f:
                 if compress:
-                    np.savez_compressed(f, **arrays)
+                    # the keys are the schema's (checked): none is savez's own allow_pickle
+                    np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
                 else:
                     write_npz(f, arrays)
 

@@ -1,10 +1,14 @@
 """KinovaJointDataset: the sample semantics of docs/data.md, the cache, errors for bad files."""
 
+from dataclasses import fields
+import inspect
+import json
 from pathlib import Path
 import pickle
 
 from helpers import episode_arrays
-from kinova_policy_ros.core.errors import SchemaError
+from kinova_policy_ros.core.config import DataConfig
+from kinova_policy_ros.core.errors import ConfigError, SchemaError
 from kinova_policy_ros.data import dataset as dataset_mod
 from kinova_policy_ros.data.dataset import KinovaJointDataset
 from kinova_policy_ros.data.preprocess import JointNormalizer, preprocess_frames
@@ -97,7 +101,7 @@ def test_frame_period_and_joint_names(episodes):
     ds = make(episodes)
     assert ds.frame_period_s() == pytest.approx(1 / 15, rel=1e-6)
     assert ds.joint_names == tuple(f'joint_{i}' for i in range(1, 8))
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r'^index 15 out of range for 15 samples$'):
         ds[len(ds)]
 
 
@@ -149,10 +153,8 @@ def test_all_bad_files_are_reported_at_once(tmp_path: Path):
     assert "b_bad.npz: key 'depth': contains NaN or inf" in msg
     assert 'c_broken.npz: cannot read npz episode' in msg
     assert good.name not in msg
-    assert (
-        not any((tmp_path / 'cache').glob('*/meta.json'))
-        or len(list((tmp_path / 'cache').glob('*/meta.json'))) == 1
-    )  # only the good file was cached
+    metas = list((tmp_path / 'cache').glob('*/meta.json'))
+    assert [json.loads(m.read_text())['source'] for m in metas] == [good.name]  # only it cached
 
 
 def test_empty_folder_and_mismatched_joint_names(tmp_path: Path):
@@ -218,3 +220,51 @@ def test_goal_is_the_final_end_effector_position_from_now(episodes):
     seg = ds.segment(9 + 1, 3)  # windows at t = 1, 2, 3
     np.testing.assert_allclose(seg['goal'][1].numpy(), expected, atol=1e-6)
     assert 'goal' not in make(episodes)[0]
+
+
+def _every_field_changed() -> DataConfig:
+    cfg = DataConfig(
+        resize_hw=HW,
+        crop=(0.1, 0.05, 0.8, 0.9),
+        max_depth_m=0.81,
+        normalize_depth01=False,
+        max_episode_length=7,
+        obs_horizon=K,
+        anchor_frame=True,
+        pred_horizon=T,
+        action_horizon=2,
+        val_fraction=0.3,
+    )
+    default = DataConfig()
+    same = [f.name for f in fields(cfg) if getattr(cfg, f.name) == getattr(default, f.name)]
+    assert same == [], f'set these to a non-default value: {same}'
+    return cfg
+
+
+def test_from_config_keeps_every_data_field(episodes):
+    cfg = _every_field_changed()
+    ds = KinovaJointDataset.from_config(
+        episodes, cfg, cache_dir=episodes[0].parent.parent / 'cache'
+    )
+    assert ds.cfg == cfg
+    assert ds.cfg.action_horizon == 2 and ds.cfg.val_fraction == 0.3
+    assert len(ds) == 7 + 6  # max_episode_length applied
+    assert ds[0]['rgb'].shape == (1 + K, 3, *HW)  # anchor_frame applied
+    assert ds[0]['gt_joint'].shape == (T, 7)
+
+
+def test_constructor_takes_every_data_field(episodes):
+    params = set(inspect.signature(KinovaJointDataset).parameters)
+    assert {f.name for f in fields(DataConfig)} <= params
+    assert make(episodes).cfg.action_horizon == min(T, 6)  # the default when not given
+    assert make(episodes, action_horizon=3).cfg.action_horizon == 3
+
+
+def test_from_config_fails_loudly_when_a_field_is_lost(episodes):
+    class Lossy(KinovaJointDataset):
+        def __init__(self, *args, action_horizon=None, **kw) -> None:
+            super().__init__(*args, **kw)  # drops action_horizon
+
+    cfg = _every_field_changed()
+    with pytest.raises(ConfigError, match=r'data\.action_horizon is 2, the dataset would use 5'):
+        Lossy.from_config(episodes, cfg, cache_dir=episodes[0].parent.parent / 'cache')
