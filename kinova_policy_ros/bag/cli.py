@@ -48,7 +48,7 @@ _M_MMAP_THRESHOLD = -3
 
 def default_config_path() -> Path | None:
     """Return ``config/bag_to_npz.yaml`` of the source tree or the installed share directory."""
-    here = Path(__file__).resolve().parents[1] / 'config' / 'bag_to_npz.yaml'
+    here = Path(__file__).resolve().parents[2] / 'config' / 'bag_to_npz.yaml'
     if here.exists():
         return here
     try:

@@ -279,3 +279,11 @@ def test_exit_codes_and_messages(tmp_path: Path, capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit) as usage:
         main(['--out', str(out)])  # no bag: argparse's usage error
     assert usage.value.code == 2
+
+
+def test_default_config_is_the_source_trees_in_a_checkout() -> None:
+    """In a source checkout the converter's defaults come from the repository's config/."""
+    from kinova_policy_ros.bag.cli import default_config_path
+
+    repo_config = Path(__file__).resolve().parents[2] / 'config' / 'bag_to_npz.yaml'
+    assert default_config_path() == repo_config
