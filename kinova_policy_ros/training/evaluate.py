@@ -17,13 +17,13 @@ import sys
 from typing import Any
 
 from kinova_policy_ros.core.errors import KinovaPolicyError
+from kinova_policy_ros.core.progress import progress as progress_bar
 from kinova_policy_ros.data.dataset import KinovaJointDataset, list_episode_files
 from kinova_policy_ros.policy.checkpoint import load_checkpoint
 from kinova_policy_ros.policy.inference import resolve_device
 from kinova_policy_ros.training.plots import plot_horizon_error, plot_joint_trajectories
 import numpy as np
 import torch
-from tqdm import tqdm
 
 
 def select_episodes(files: list[Path], val_names: Sequence[str], which: str) -> list[Path]:
@@ -69,13 +69,16 @@ def evaluate(
     t_horizon = info.data.pred_horizon
     preds = np.zeros((len(ds), t_horizon, 7))
     gts = np.zeros((len(ds), t_horizon, 7))
-    with torch.inference_mode():
-        for s in tqdm(range(0, len(ds), batch_size), desc='evaluate', disable=not progress):
+    starts = range(0, len(ds), batch_size)
+    bar = progress_bar(len(starts), 'evaluate', unit='batch', disable=not progress)
+    with torch.inference_mode(), bar:
+        for s in starts:
             items = [ds[i] for i in range(s, min(len(ds), s + batch_size))]
             batch = {k: torch.stack([it[k] for it in items]).to(dev) for k in items[0]}
             pred = model(batch['rgb'], batch['depth'], batch['q'], t_horizon)
             preds[s:s + len(items)] = qn.denormalize(pred.float().cpu().numpy())
             gts[s:s + len(items)] = qn.denormalize(batch['gt_joint'].cpu().numpy())
+            bar.update(1)
     err = np.abs(preds - gts)  # [S,T,7] rad
     per_step_joint = err.mean(axis=0)  # [T,7]
     metrics: dict[str, Any] = {
