@@ -105,7 +105,7 @@ def apply_update(
     if not torch.isfinite(loss):
         raise KinovaPolicyError(f'non-finite training loss at step {step}')
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()  # type: ignore[no-untyped-call]
+    torch.autograd.backward(loss)  # what loss.backward() calls (typed)
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
