@@ -12,7 +12,7 @@ import contextlib
 import csv
 from pathlib import Path
 import time
-from typing import TYPE_CHECKING, TypedDict
+from typing import Protocol, TypedDict
 
 from kinova_policy_ros.data.dataset import KinovaJointDataset
 from kinova_policy_ros.policy.model import TransformerJointGripperNoDQ
@@ -20,9 +20,6 @@ from kinova_policy_ros.training.plots import plot_loss_curve
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:
-    from torch.utils.tensorboard import SummaryWriter
 
 METRIC_FIELDS = ('step', 'lr', 'train_loss', 'val_loss', 'ema_decay', 'samples_per_s', 'elapsed_s')
 
@@ -39,6 +36,14 @@ class MetricRow(TypedDict, total=False):
     elapsed_s: float
 
 
+class ScalarWriter(Protocol):
+    """What the log uses of TensorBoard's ``SummaryWriter``."""
+
+    def add_scalar(self, tag: str, scalar_value: float, global_step: int) -> object: ...
+
+    def close(self) -> None: ...
+
+
 class MetricsLog:
     """``metrics.csv`` (kept up to ``resumed_step``), TensorBoard scalars, the loss curve."""
 
@@ -53,7 +58,8 @@ class MetricsLog:
         self._writer = csv.DictWriter(self._file, fieldnames=METRIC_FIELDS)
         self._writer.writeheader()
         self._writer.writerows(rows)
-        self._tb: SummaryWriter | None = None
+        self._file.flush()  # a run killed before its first row keeps the resumed rows
+        self._tb: ScalarWriter | None = None
         if tensorboard:
             with contextlib.suppress(ImportError):
                 from torch.utils.tensorboard import SummaryWriter
@@ -66,7 +72,7 @@ class MetricsLog:
         self._file.flush()
         if self._tb is not None:
             for k, v in row.items():
-                if k != 'step' and v is not None:
+                if k != 'step' and isinstance(v, int | float):  # not None
                     self._tb.add_scalar(k, v, row['step'])
 
     def close(self) -> None:

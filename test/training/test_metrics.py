@@ -2,6 +2,8 @@
 
 import csv
 from pathlib import Path
+import sys
+import types
 
 from kinova_policy_ros.core.config import DataConfig, ModelConfig
 from kinova_policy_ros.data.dataset import KinovaJointDataset
@@ -85,3 +87,27 @@ def test_validation_loss_is_the_mse_over_the_strided_samples(val_ds: KinovaJoint
         pred2 = model(stack['rgb'][[0, -1]], stack['depth'][[0, -1]], stack['q'][[0, -1]], 6)
     expected = float(((pred2 - stack['gt_joint'][[0, -1]]) ** 2).mean())
     assert ends == pytest.approx(expected, rel=1e-5)
+
+
+def test_scalars_go_to_tensorboard_when_installed(tmp_path: Path, monkeypatch):
+    calls: list[tuple] = []
+
+    class FakeWriter:
+        def __init__(self, logdir: str) -> None:
+            calls.append(('open', Path(logdir).name))
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            calls.append((tag, value, step))
+
+        def close(self) -> None:
+            calls.append(('close',))
+
+    monkeypatch.setitem(
+        sys.modules, 'torch.utils.tensorboard', types.SimpleNamespace(SummaryWriter=FakeWriter)
+    )
+    log = MetricsLog(tmp_path, resumed_step=0)
+    log.write({'step': 5, 'train_loss': 0.5, 'ema_decay': None, 'val_loss': 0.25})
+    log.close()
+    assert calls == [
+        ('open', 'tensorboard'), ('train_loss', 0.5, 5), ('val_loss', 0.25, 5), ('close',)
+    ]
