@@ -281,10 +281,12 @@ def test_names_of_the_split_modules_stay_importable_from_train():
     )
 
 
+@pytest.mark.slow
 def test_progress_in_a_log_file_is_a_line_every_5_percent(data: Path, tmp_path: Path):
     out = tmp_path / 'logged'
     cmd = [a for a in _train_cmd(data, out) if a != '--no-progress']
-    cmd += ['train.num_steps=40', 'data.val_fraction=0', 'train.checkpoint_every=1000']
+    cmd += ['train.num_steps=40', 'train.batch_size=2', 'data.val_fraction=0']
+    cmd += ['train.checkpoint_every=1000']
     log = tmp_path / 'train.log'
     with open(log, 'w') as f:  # stdout and stderr redirected to a file, as under nohup
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=300)
