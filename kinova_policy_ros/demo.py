@@ -15,18 +15,21 @@ The whole job on one command, without a robot (``make demo``).
 """
 
 import argparse
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 import json
 import os
 from pathlib import Path
 import shutil
 import sys
 import time
-from typing import Any
+from typing import Any, TYPE_CHECKING, TypedDict
 
 from kinova_policy_ros.core.errors import KinovaPolicyError
 import torch
+
+if TYPE_CHECKING:
+    from kinova_policy_ros.training.evaluate import EvalMetrics
 
 REPO_CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'train.yaml'
 
@@ -47,7 +50,6 @@ class Profile:
     # share of demonstrations starting at rest near the target / pausing mid-reach
     recovery_fraction: float = 0.0
     pause_fraction: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # Training measures (see README "What the demo needs"): small input images, keypoint
@@ -172,7 +174,19 @@ def train(data: Path, out: Path, profile: Profile, cache: Path) -> Path:
     return out / 'checkpoints' / 'best'
 
 
-def write_report(out: Path, summary: dict[str, Any]) -> Path:
+class DemoSummary(TypedDict):
+    """``summary.json``: the report's figures, the raw results, the plots and the timings."""
+
+    profile: str
+    table: dict[str, str]
+    closed_loop: Mapping[str, object]
+    offline: dict[str, object]
+    checkpoint: str
+    plots: list[str]
+    timings_s: dict[str, float]
+
+
+def write_report(out: Path, summary: DemoSummary) -> Path:
     lines = [
         f'# kinova_policy_ros demo ({summary["profile"]})',
         '',
@@ -192,7 +206,37 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
     return path
 
 
-def run(profile: Profile, out: Path, fresh: bool) -> dict[str, Any]:
+def report_table(
+    s: Mapping[str, Any],  # the closed-loop summary of sim.ros.dds_eval
+    offline: 'EvalMetrics',
+    demonstrations: int,
+    episodes: int,
+    total_s: float,
+) -> dict[str, str]:
+    """Return the report's figures: closed-loop summary ``s``, offline errors, counts, time."""
+    return {
+        'success within 3 cm': f'{s["success_3cm"]:.0%} of {s["episodes"]}',
+        'success within 5 cm': f'{s["success_5cm"]:.0%} of {s["episodes"]}',
+        'final distance, median / mean': (
+            f'{fmt(s["median_final_distance"], 100, ".1f")} / '
+            f'{fmt(s["mean_final_distance"], 100, ".1f")} cm'
+        ),
+        'chunk-boundary velocity jump, median / p95': (
+            f'{fmt(s["boundary_jump_median"])} / {fmt(s["boundary_jump_p95"])} rad/s'
+        ),
+        'node inference latency p50 / p99': (
+            f'{fmt(s["latency_p50_ms"], 1, ".1f")} / {fmt(s["latency_p99_ms"], 1, ".1f")} ms'
+        ),
+        'offline error (held-out demos), step 1 / step T': (
+            f'{offline["mae_rad_per_step"][0] * 57.2958:.2f} / '
+            f'{offline["mae_rad_per_step"][-1] * 57.2958:.2f} deg'
+        ),
+        'demonstrations recorded / episodes converted': f'{demonstrations} / {episodes}',
+        'wall time': f'{total_s / 60:.1f} min',
+    }
+
+
+def run(profile: Profile, out: Path, fresh: bool) -> DemoSummary:
     from kinova_policy_ros.sim.ros.dds_eval import evaluate_over_dds
     from kinova_policy_ros.training.evaluate import evaluate
 
@@ -236,31 +280,16 @@ def run(profile: Profile, out: Path, fresh: bool) -> dict[str, Any]:
 
     stage('5/5 report')
     s = closed['summary']
-    table = {
-        'success within 3 cm': f'{s["success_3cm"]:.0%} of {s["episodes"]}',
-        'success within 5 cm': f'{s["success_5cm"]:.0%} of {s["episodes"]}',
-        'final distance, median / mean': (
-            f'{fmt(s["median_final_distance"], 100, ".1f")} / '
-            f'{fmt(s["mean_final_distance"], 100, ".1f")} cm'
-        ),
-        'chunk-boundary velocity jump, median / p95': (
-            f'{fmt(s["boundary_jump_median"])} / {fmt(s["boundary_jump_p95"])} rad/s'
-        ),
-        'node inference latency p50 / p99': (
-            f'{fmt(s["latency_p50_ms"], 1, ".1f")} / {fmt(s["latency_p99_ms"], 1, ".1f")} ms'
-        ),
-        'offline error (held-out demos), step 1 / step T': (
-            f'{offline["mae_rad_per_step"][0] * 57.2958:.2f} / '
-            f'{offline["mae_rad_per_step"][-1] * 57.2958:.2f} deg'
-        ),
-        'demonstrations recorded / episodes converted': f'{len(bags)} / {len(episodes)}',
-        'wall time': f'{timings["total"] / 60:.1f} min',
-    }
-    summary = {
+    table = report_table(s, offline, len(bags), len(episodes), timings['total'])
+    summary: DemoSummary = {
         'profile': profile.name,
         'table': table,
         'closed_loop': s,
-        'offline': {k: offline[k] for k in ('mae_rad', 'mae_rad_per_step', 'num_samples')},
+        'offline': {
+            'mae_rad': offline['mae_rad'],
+            'mae_rad_per_step': offline['mae_rad_per_step'],
+            'num_samples': offline['num_samples'],
+        },
         'checkpoint': str(ckpt.resolve()),
         'plots': sorted(str(p.relative_to(out)) for p in out.rglob('*.png')),
         'timings_s': timings,

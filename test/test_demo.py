@@ -69,3 +69,29 @@ def test_tiny_profile_runs_every_stage_and_writes_the_report(tmp_path: Path, cap
     assert '| success within 3 cm |' in report
     saved = json.loads((out / 'summary.json').read_text())
     assert saved['table'] == summary['table']
+
+
+def test_report_table_formats_every_figure():
+    closed = {
+        'episodes': 10,
+        'success_3cm': 0.7,
+        'success_5cm': 0.9,
+        'median_final_distance': 0.0213,
+        'mean_final_distance': None,  # not measured
+        'boundary_jump_median': 0.05,
+        'boundary_jump_p95': 0.4,
+        'latency_p50_ms': 12.34,
+        'latency_p99_ms': 30.0,
+    }
+    offline = {'mae_rad_per_step': [0.01, 0.02, 0.05]}
+    table = demo.report_table(closed, offline, 150, 148, 750.0)
+    assert table == {
+        'success within 3 cm': '70% of 10',
+        'success within 5 cm': '90% of 10',
+        'final distance, median / mean': '2.1 / n/a cm',
+        'chunk-boundary velocity jump, median / p95': '0.050 / 0.400 rad/s',
+        'node inference latency p50 / p99': '12.3 / 30.0 ms',
+        'offline error (held-out demos), step 1 / step T': '0.57 / 2.86 deg',
+        'demonstrations recorded / episodes converted': '150 / 148',
+        'wall time': '12.5 min',
+    }

@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 import shutil
 import tempfile
-from typing import Any
 
 from kinova_policy_ros.core.config import DataConfig, from_dict, ModelConfig, to_dict
 from kinova_policy_ros.core.errors import CheckpointError, ConfigError
@@ -49,9 +48,10 @@ class CheckpointInfo:
     joint_names: tuple[str, ...]
     dt: float
     step: int
-    extra: dict[str, Any]
+    extra: dict[str, object]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
+        """Return the content of ``config.json``: the fields, then the ``extra`` ones."""
         return {
             'format_version': FORMAT_VERSION,
             'model_class': TransformerJointGripperNoDQ.__name__,
@@ -65,7 +65,7 @@ class CheckpointInfo:
         }
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
+def _write_json_atomic(path: Path, obj: object) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
     try:
         with os.fdopen(fd, 'w') as f:
@@ -81,7 +81,7 @@ def save_checkpoint(
     model: torch.nn.Module,
     info: CheckpointInfo,
     training_tensors: Mapping[str, torch.Tensor] | None = None,
-    training_json: Mapping[str, Any] | None = None,
+    training_json: Mapping[str, object] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically (build under a temp name, then rename)."""
     out = Path(out_dir)
@@ -132,7 +132,10 @@ def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
         data_cfg = from_dict(DataConfig, raw['data'], prefix='data')
     except ConfigError as err:
         raise CheckpointError(f'{cfg_path}: {err}') from err
-    stats = JointStats.from_dict(raw['stats'], f'{cfg_path}: stats')
+    try:
+        stats = JointStats.from_dict(raw['stats'], f'{cfg_path}: stats')
+    except (ValueError, TypeError) as err:  # ConfigError is a ValueError
+        raise CheckpointError(f"{cfg_path}: field 'stats': {err}") from err
     names = tuple(str(n) for n in raw['joint_names'])
     if len(names) != model_cfg.num_joints or len(set(names)) != len(names):
         raise CheckpointError(

@@ -10,7 +10,6 @@ edge-padded with the first one, exactly like the dataset, so ``predict()`` after
 from collections import deque
 from collections.abc import Mapping
 import os
-from typing import Any
 
 from kinova_policy_ros.core.errors import CheckpointError
 from kinova_policy_ros.data.preprocess import preprocess_frames
@@ -18,6 +17,9 @@ from kinova_policy_ros.policy.checkpoint import CheckpointInfo, load_checkpoint
 from kinova_policy_ros.policy.model import TransformerJointGripperNoDQ
 import numpy as np
 import torch
+
+#: One preprocessed observation: rgb [1,3,h,w], depth [1,1,h,w], normalized joints [1,7].
+Frame = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -55,12 +57,11 @@ class PolicyRunner:
         self.q_max: np.ndarray = info.stats.q_max.copy()
         self._q_norm = info.stats.q
         self._tokens: deque[torch.Tensor] = deque(maxlen=self.obs_horizon)
-        self._frames: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque(
-            maxlen=self.obs_horizon
-        )
+        self._frames: deque[Frame] = deque(maxlen=self.obs_horizon)
         # token (or frame) of the first observation since the reset: left padding, and the
         # anchor heading every window with data.anchor_frame
-        self._first: Any = None
+        self._first_token: torch.Tensor | None = None
+        self._first_frame: Frame | None = None
         self._q_last = torch.zeros(len(self.joint_names), device=device)
 
     @classmethod
@@ -69,7 +70,7 @@ class PolicyRunner:
         path: str | os.PathLike[str],
         device: str = 'cpu',
         use_cache: bool = True,
-        expected: Mapping[str, Any] | None = None,
+        expected: Mapping[str, object] | None = None,
     ) -> 'PolicyRunner':
         """
         Load a checkpoint directory.
@@ -83,7 +84,7 @@ class PolicyRunner:
         if expected:
             cfg = info.to_json()
             for dotted, want in expected.items():
-                node: Any = cfg
+                node: object = cfg
                 for part in dotted.split('.'):
                     if not isinstance(node, dict) or part not in node:
                         raise CheckpointError(f'{path}: checkpoint has no field {dotted!r}')
@@ -105,11 +106,12 @@ class PolicyRunner:
         """Forget all observations (e.g. after stale input or a new episode)."""
         self._tokens.clear()
         self._frames.clear()
-        self._first = None
+        self._first_token = None
+        self._first_frame = None
 
     def _prepare(
         self, rgb: np.ndarray, depth_m: np.ndarray, q: np.ndarray
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> Frame:
         q = np.asarray(q, dtype=np.float64)
         if q.shape != (len(self.joint_names),):
             raise ValueError(f'q: expected {len(self.joint_names)} joint positions, got {q.shape}')
@@ -141,12 +143,12 @@ class PolicyRunner:
         self._q_last = frame[2][0]  # [7]
         if self.use_cache:
             token = self.model.encode_frames(*frame)[0]  # [1,D] -> [D]
-            if self._first is None:
-                self._first = token
+            if self._first_token is None:
+                self._first_token = token
             self._tokens.append(token)
         else:
-            if self._first is None:
-                self._first = frame
+            if self._first_frame is None:
+                self._first_frame = frame
             self._frames.append(frame)
 
     @torch.inference_mode()
@@ -157,10 +159,12 @@ class PolicyRunner:
             raise RuntimeError('predict() before any push_observation()')
         pad = self.obs_horizon - n + self.anchor_frame  # the anchor is one more first frame
         if self.use_cache:
-            window = [self._first] * pad + list(self._tokens)
+            assert self._first_token is not None  # set by the first push_observation
+            window = [self._first_token] * pad + list(self._tokens)
             tokens = torch.stack(window)[None]  # K x [D] -> [1,K,D]
         else:
-            frames = [self._first] * pad + list(self._frames)
+            assert self._first_frame is not None
+            frames = [self._first_frame] * pad + list(self._frames)
             rgb = torch.cat([f[0] for f in frames])  # [K,3,h,w]
             depth = torch.cat([f[1] for f in frames])  # [K,1,h,w]
             q = torch.cat([f[2] for f in frames])  # [K,7]

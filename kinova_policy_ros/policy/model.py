@@ -78,7 +78,8 @@ class ConvEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.convs(x)  # [N,C',H',W']
         h = self.pool(h).flatten(1)  # [N,C'] (avg) or [N,2C'] (keypoints)
-        return self.proj(h)  # [N,out_dim]
+        out: torch.Tensor = self.proj(h)  # [N,out_dim]
+        return out
 
 
 class LowDimEncoder(nn.Module):
@@ -91,7 +92,8 @@ class LowDimEncoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
 
 class PositionalEncoding(nn.Module):
@@ -169,7 +171,8 @@ class TransformerJointGripperNoDQ(nn.Module):
     def fuse_tokens(self, image_feat: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """Join image features [...,2*img] and normalized joints [...,7] into tokens [...,D]."""
         feat = torch.cat([image_feat, self.q_enc(q)], dim=-1)  # [...,2*img+q]
-        return self.fuse(feat)  # [...,D]
+        tokens: torch.Tensor = self.fuse(feat)  # [...,D]
+        return tokens
 
     def decode_tokens(
         self, tokens: torch.Tensor, pred_horizon: int, q_last: torch.Tensor | None = None

@@ -12,7 +12,6 @@ checkpoint's training order).
 """
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from kinova_policy_ros.core import kinematics
 from kinova_policy_ros.core.errors import UnsafeCommandError
@@ -25,7 +24,7 @@ BoolArray = npt.NDArray[np.bool_]
 _TWO_PI = 2.0 * np.pi
 
 
-def _vector(value: Any, name: str, n: int | None = None) -> FloatArray:
+def _vector(value: npt.ArrayLike, name: str, n: int | None = None) -> FloatArray:
     arr = np.array(value, dtype=np.float64)
     if arr.ndim != 1 or (n is not None and arr.shape[0] != n):
         want = f'[{n}]' if n is not None else 'a 1-D array'

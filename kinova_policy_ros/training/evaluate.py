@@ -14,16 +14,43 @@ import json
 import os
 from pathlib import Path
 import sys
-from typing import Any
+from typing import TypedDict
 
-from kinova_policy_ros.core.errors import KinovaPolicyError
+from kinova_policy_ros.core.errors import CheckpointError, KinovaPolicyError
+from kinova_policy_ros.core.progress import progress as progress_bar
 from kinova_policy_ros.data.dataset import KinovaJointDataset, list_episode_files
-from kinova_policy_ros.policy.checkpoint import load_checkpoint
+from kinova_policy_ros.policy.checkpoint import CheckpointInfo, CONFIG_FILE, load_checkpoint
 from kinova_policy_ros.policy.inference import resolve_device
 from kinova_policy_ros.training.plots import plot_horizon_error, plot_joint_trajectories
 import numpy as np
 import torch
-from tqdm import tqdm
+
+
+class EvalMetrics(TypedDict):
+    """``metrics.json``: errors in radians of the denormalized predictions."""
+
+    checkpoint: str
+    episodes: list[str]
+    split: str
+    num_samples: int
+    joint_names: list[str]
+    mae_rad: float
+    rmse_rad: float
+    mae_rad_per_joint: list[float]
+    mae_rad_per_step: list[float]
+    mae_rad_per_step_joint: list[list[float]]
+    max_abs_error_rad: float
+
+
+def validation_episodes(info: CheckpointInfo) -> list[str]:
+    """Return the file names of the episodes the checkpoint's run held out (may be none)."""
+    names = info.extra.get('val_episodes') or []
+    if not isinstance(names, list):
+        raise CheckpointError(
+            f"{info.path / CONFIG_FILE}: field 'val_episodes' must be a list of file names, "
+            f'got {names!r}'
+        )
+    return [str(n) for n in names]
 
 
 def select_episodes(files: list[Path], val_names: Sequence[str], which: str) -> list[Path]:
@@ -50,12 +77,12 @@ def evaluate(
     max_plots: int = 4,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> EvalMetrics:
     """Evaluate; write ``metrics.json`` and plots into ``out``; return the metrics."""
     dev = resolve_device(device)
     model, info = load_checkpoint(checkpoint, dev)
     files = list_episode_files(data)
-    val_names = info.extra.get('val_episodes') or []
+    val_names = validation_episodes(info)
     if episodes == 'auto':
         episodes = 'val' if any(f.name in set(val_names) for f in files) else 'all'
     files = select_episodes(files, val_names, episodes)
@@ -69,16 +96,19 @@ def evaluate(
     t_horizon = info.data.pred_horizon
     preds = np.zeros((len(ds), t_horizon, 7))
     gts = np.zeros((len(ds), t_horizon, 7))
-    with torch.inference_mode():
-        for s in tqdm(range(0, len(ds), batch_size), desc='evaluate', disable=not progress):
+    starts = range(0, len(ds), batch_size)
+    bar = progress_bar(len(starts), 'evaluate', unit='batch', disable=not progress)
+    with torch.inference_mode(), bar:
+        for s in starts:
             items = [ds[i] for i in range(s, min(len(ds), s + batch_size))]
             batch = {k: torch.stack([it[k] for it in items]).to(dev) for k in items[0]}
             pred = model(batch['rgb'], batch['depth'], batch['q'], t_horizon)
             preds[s:s + len(items)] = qn.denormalize(pred.float().cpu().numpy())
             gts[s:s + len(items)] = qn.denormalize(batch['gt_joint'].cpu().numpy())
+            bar.update(1)
     err = np.abs(preds - gts)  # [S,T,7] rad
     per_step_joint = err.mean(axis=0)  # [T,7]
-    metrics: dict[str, Any] = {
+    metrics: EvalMetrics = {
         'checkpoint': str(checkpoint),
         'episodes': [f.name for f in files],
         'split': episodes,

@@ -1,11 +1,13 @@
 """Offline evaluation: metrics in radians on held-out episodes, plots."""
 
+import dataclasses
 import json
 from pathlib import Path
 
-from kinova_policy_ros.core.errors import KinovaPolicyError
+from kinova_policy_ros.core.errors import CheckpointError, KinovaPolicyError
+from kinova_policy_ros.policy.checkpoint import read_checkpoint_info
 from kinova_policy_ros.testing.synthetic import write_episodes
-from kinova_policy_ros.training.evaluate import evaluate, main
+from kinova_policy_ros.training.evaluate import evaluate, main, validation_episodes
 from kinova_policy_ros.training.train import main as train_main
 import numpy as np
 import pytest
@@ -56,3 +58,25 @@ def test_validation_episodes_absent(trained, tmp_path: Path):
     (other / 'episode_000.npz').rename(other / 'unrelated.npz')
     with pytest.raises(KinovaPolicyError, match='none of the checkpoint'):
         evaluate(ckpt, other, tmp_path / 'e', episodes='val', cache_dir=tmp_path / 'c')
+
+
+def test_progress_in_a_log_is_plain_lines(trained, tmp_path: Path, capsys):
+    ckpt, data = trained
+    evaluate(ckpt, data, tmp_path / 'e', episodes='all', batch_size=8, cache_dir=tmp_path / 'c')
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith('evaluate:')]
+    assert '\r' not in err
+    assert [line.split()[2] for line in lines] == [f'{n}/8' for n in range(1, 9)]  # 64 / 8
+    evaluate(ckpt, data, tmp_path / 'q', episodes='all', cache_dir=tmp_path / 'c', progress=False)
+    assert 'evaluate:' not in capsys.readouterr().err
+
+
+def test_validation_episodes_must_be_a_list(trained, tmp_path: Path):
+    ckpt, _ = trained
+    info = read_checkpoint_info(ckpt)
+    assert validation_episodes(info) == info.extra['val_episodes']
+    bad = dataclasses.replace(info, extra={**info.extra, 'val_episodes': 'episode_000.npz'})
+    message = r"config\.json: field 'val_episodes' must be a list"
+    with pytest.raises(CheckpointError, match=message):
+        validation_episodes(bad)
+    assert validation_episodes(dataclasses.replace(info, extra={})) == []
