@@ -37,7 +37,7 @@ PIP_ONLY = {
     'mujoco': 'mujoco',
     'zlib_ng': 'zlib-ng',
 }
-# Imported by tests and benchmarks only as local helpers.
+# Local helpers of the tests and benchmarks.
 LOCAL = {'kinova_policy_ros', 'helpers', 'common'}
 
 
@@ -45,10 +45,27 @@ def is_ros_package(name: str) -> bool:
     return name in ROS_PACKAGES or name.endswith(('_msgs', '_srvs', '_interfaces'))
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node except those under ``if TYPE_CHECKING:`` (never imported at run time)."""
+    out: list[ast.AST] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and ast.unparse(node.test) in {
+            'TYPE_CHECKING',
+            'typing.TYPE_CHECKING',
+        }:
+            stack.extend(node.orelse)
+            continue
+        out.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def imported_roots(paths: list[Path]) -> set[str]:
     roots: set[str] = set()
     for path in paths:
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 roots |= {a.name.split('.')[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -114,8 +131,11 @@ def test_pypi_only_requirements_are_pinned_and_named():
 def test_check_sees_a_missing_dependency(tmp_path: Path):
     """The import scan is live: a module importing an undeclared message package is caught."""
     mod = tmp_path / 'm.py'
-    mod.write_text('from imaginary_msgs.msg import Thing\nimport os\nimport numpy\n')
+    mod.write_text(
+        'from typing import TYPE_CHECKING\nfrom imaginary_msgs.msg import Thing\nimport os\n'
+        'import numpy\nif TYPE_CHECKING:\n    import typing_extensions\n'
+    )
     roots = imported_roots([mod])
-    assert roots == {'imaginary_msgs', 'numpy'}
+    assert roots == {'imaginary_msgs', 'numpy'}  # type-checking-only imports are not needed
     assert is_ros_package('imaginary_msgs')
     assert 'imaginary_msgs' not in depends('exec') | depends('test')

@@ -18,6 +18,7 @@ from typing import TypedDict
 
 from diffusers.training_utils import EMAModel
 from kinova_policy_ros.core.config import ExperimentConfig, to_dict
+from kinova_policy_ros.core.config_codec import PlainValue
 from kinova_policy_ros.core.errors import CheckpointError
 from kinova_policy_ros.policy.checkpoint import (
     CheckpointInfo,
@@ -40,7 +41,7 @@ class TrainingStateJson(TypedDict):
     scheduler: dict[str, object]
     ema: dict[str, object]
     world_size: int
-    config: dict[str, dict[str, object]]
+    config: dict[str, dict[str, PlainValue]]
 
 
 def collect_training_state(
@@ -80,9 +81,20 @@ def collect_training_state(
 
 
 def resume_checkpoint_path(path: Path) -> Path:
-    """Map a run folder or its ``checkpoints`` folder to ``checkpoints/last``; else ``path``."""
+    """
+    Map a run folder or its ``checkpoints`` folder to the checkpoint to resume; else ``path``.
+
+    That is ``checkpoints/last``, or, when a run was killed after writing a checkpoint and before
+    linking ``last`` to it (or before its first link), the newest ``step_*`` folder: checkpoint
+    folders appear complete or not at all (written under a temp name, then renamed).
+    """
     if path.name == 'checkpoints' or (path / 'checkpoints').is_dir():
-        path = (path / 'checkpoints' if path.name != 'checkpoints' else path) / 'last'
+        root = path if path.name == 'checkpoints' else path / 'checkpoints'
+        steps = sorted(p for p in root.glob('step_*') if p.is_dir())
+        last = root / 'last'
+        if steps and (not last.exists() or last.resolve().name < steps[-1].name):
+            return steps[-1]
+        return last
     return path
 
 

@@ -106,10 +106,24 @@ def test_missing_or_corrupt_state_names_the_checkpoint(tmp_path: Path):
 def test_resume_path_of_a_run_folder_is_its_last_checkpoint(tmp_path: Path):
     run = tmp_path / 'run'
     (run / 'checkpoints' / 'step_000004').mkdir(parents=True)
+    (run / 'checkpoints' / 'last').symlink_to('step_000004')
     assert resume_checkpoint_path(run) == run / 'checkpoints' / 'last'
     assert resume_checkpoint_path(run / 'checkpoints') == run / 'checkpoints' / 'last'
     step = run / 'checkpoints' / 'step_000004'
     assert resume_checkpoint_path(step) == step
+
+
+def test_resume_path_when_killed_before_linking_last(tmp_path: Path):
+    """A run killed between writing a checkpoint and linking ``last`` resumes from it."""
+    ckpts = tmp_path / 'run' / 'checkpoints'
+    (ckpts / 'step_000005').mkdir(parents=True)
+    assert resume_checkpoint_path(tmp_path / 'run') == ckpts / 'step_000005'  # no last yet
+    (ckpts / 'last').symlink_to('step_000005')
+    (ckpts / 'step_000010').mkdir()
+    assert resume_checkpoint_path(ckpts) == ckpts / 'step_000010'  # last is one behind
+    (ckpts / 'last').unlink()
+    (ckpts / 'last').symlink_to('step_000010')
+    assert resume_checkpoint_path(ckpts) == ckpts / 'last'
 
 
 def test_resume_refuses_another_model_or_data_config(tmp_path: Path):
