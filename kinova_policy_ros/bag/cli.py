@@ -25,8 +25,10 @@ import sys
 import types
 import typing
 from typing import Any, Literal
+import warnings
 
 from kinova_policy_ros.bag.convert import convert_bag, ConvertOptions, output_stem
+from kinova_policy_ros.bag.layout import PartialBagWarning
 from kinova_policy_ros.bag.report import BagReport, dropped_total
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
 
@@ -230,6 +232,7 @@ class BagResult:
     outputs: list[str] = field(default_factory=list)
     report: BagReport | None = None  # None when the bag failed
     error: str = ''
+    warnings: list[str] = field(default_factory=list)  # e.g. a partial split recording
 
 
 def reuse_freed_memory() -> bool:
@@ -256,13 +259,16 @@ def reuse_freed_memory() -> bool:
 
 
 def _convert_job(bag: str, out_dir: str, options: ConvertOptions, position: int) -> BagResult:
-    try:
-        outputs, report = convert_bag(bag, out_dir, options, position=position)
-    except KinovaPolicyError as err:
-        return BagResult(bag, False, error=str(err))
-    except Exception as err:
-        return BagResult(bag, False, error=f'{bag}: unexpected {type(err).__name__}: {err}')
-    return BagResult(bag, True, [str(p) for p in outputs], report)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always', PartialBagWarning)
+        try:
+            outputs, report = convert_bag(bag, out_dir, options, position=position)
+        except KinovaPolicyError as err:
+            return BagResult(bag, False, error=str(err))
+        except Exception as err:
+            return BagResult(bag, False, error=f'{bag}: unexpected {type(err).__name__}: {err}')
+    said = [str(w.message) for w in caught if issubclass(w.category, PartialBagWarning)]
+    return BagResult(bag, True, [str(p) for p in outputs], report, warnings=said)
 
 
 def convert_bags(
@@ -378,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
         help='write zero intrinsics when the bag has no CameraInfo',
     )
     add(
+        '--allow-partial-split',
+        action='store_true',
+        default=None,
+        help='convert the splits that are there when some of a split recording are missing',
+    )
+    add(
         '--compress',
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -405,6 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     reuse_freed_memory()
     results = convert_bags(bags, out, options)
     print(summary_table(results))
+    for r in results:
+        for said in r.warnings:
+            print(f'bag_to_npz: warning: {said}', file=sys.stderr)
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f'bag_to_npz: error: {r.error}', file=sys.stderr)

@@ -18,8 +18,9 @@ import re
 
 from kinova_policy_ros import __version__
 from kinova_policy_ros.bag.collect import FrameCollector
+from kinova_policy_ros.bag.layout import locate
 from kinova_policy_ros.bag.options import ConvertOptions
-from kinova_policy_ros.bag.reader import BagSource, resolve_bag_path
+from kinova_policy_ros.bag.reader import BagSource, TopicRequirement, TopicSummary
 from kinova_policy_ros.bag.report import (
     BagReport,
     CameraInfoReport,
@@ -49,13 +50,17 @@ TF_MESSAGE = 'tf2_msgs/msg/TFMessage'
 
 
 def output_stem(bag: str | Path) -> str:
-    """Name of a bag's outputs: the bag directory name, or the storage file name sans suffix."""
+    """
+    Name of a bag's outputs: the bag directory name, or the storage file name sans suffix.
+
+    Storage files of a split recording read without ``metadata.yaml`` (``rec_0.db3``,
+    ``rec_1.db3``) are named after the recording (``rec``), like their bag directory.
+    """
     p = Path(bag)
     try:
-        resolved = resolve_bag_path(p)
+        return locate(p, allow_partial_split=True).name
     except BagError:
-        resolved = p
-    return resolved.name if resolved.is_dir() else resolved.stem
+        return p.name if p.is_dir() else p.stem
 
 
 def output_paths(out_dir: Path, stem: str, n_segments: int | None) -> list[Path]:
@@ -123,21 +128,9 @@ def convert_bag(
     _fail_if_exists(bag_s, out, stem, opts)
     col: FrameCollector | None = None
     try:
-        with BagSource(bag) as src:
-            rgb_t = src.require_topic(opts.rgb_topic, 'RGB', (IMAGE, COMPRESSED))
-            depth_t = src.require_topic(opts.depth_topic, 'depth', (IMAGE, COMPRESSED))
-            joint_t = src.require_topic(opts.joint_states_topic, 'joint states', (JOINT_STATE,))
+        with BagSource(bag, allow_partial_split=opts.allow_partial_split) as src:
+            rgb_t, depth_t, joint_t, info_t, tf_topics = _required_topics(src, opts)
             topics = src.topics()
-            info_t = topics.get(opts.camera_info_topic)
-            if info_t is None or info_t.count == 0:
-                if not opts.allow_missing_camera_info:
-                    src.require_topic(opts.camera_info_topic, 'camera info', (CAMERA_INFO,))
-                info_t = None
-            else:
-                src.require_topic(opts.camera_info_topic, 'camera info', (CAMERA_INFO,))
-            tf_topics = [t for t in (opts.tf_topic, opts.tf_static_topic) if t in topics]
-            for t in tf_topics:
-                src.require_topic(t, 'TF', (TF_MESSAGE,))
             read = [rgb_t.name, depth_t.name, joint_t.name, *tf_topics]
             if info_t is not None:
                 read.append(info_t.name)
@@ -157,11 +150,42 @@ def convert_bag(
             ) as bar:
                 names = (rgb_t.name, depth_t.name, joint_t.name)
                 _read_messages(src, read, col, bar, info_name, names)
-            storage = src.storage
-        return _finish(col, bag_s, out, stem, opts, storage, topics_report(topics, read, opts))
+            layout = src.layout
+        source = _Source(
+            bag_s,
+            layout.storage,
+            topics_report(topics, read, opts),
+            [f.name for f in layout.files],
+            list(layout.missing),
+        )
+        return _finish(col, out, stem, opts, source)
     finally:
         if col is not None:  # deletes the stream's temp file unless _finish saved it
             col.end_stream(keep=False)
+
+
+def _required_topics(
+    src: BagSource, opts: ConvertOptions
+) -> tuple[TopicSummary, TopicSummary, TopicSummary, TopicSummary | None, list[str]]:
+    """
+    Return the RGB, depth, joint-state and CameraInfo topics and the TF topics the bag has.
+
+    One :class:`BagError` names every needed topic that is missing, empty or of another type.
+    """
+    topics = src.topics()
+    info = topics.get(opts.camera_info_topic)
+    use_info = not (opts.allow_missing_camera_info and (info is None or info.count == 0))
+    tf_topics = [t for t in (opts.tf_topic, opts.tf_static_topic) if t in topics]
+    needs = [
+        TopicRequirement('RGB', opts.rgb_topic, (IMAGE, COMPRESSED)),
+        TopicRequirement('depth', opts.depth_topic, (IMAGE, COMPRESSED)),
+        TopicRequirement('joint states', opts.joint_states_topic, (JOINT_STATE,)),
+    ]
+    if use_info:
+        needs.append(TopicRequirement('camera info', opts.camera_info_topic, (CAMERA_INFO,)))
+    needs += [TopicRequirement('TF', t, (TF_MESSAGE,)) for t in tf_topics]
+    found = src.require_topics(needs)
+    return found[0], found[1], found[2], found[3] if use_info else None, tf_topics
 
 
 def _read_messages(
@@ -195,6 +219,17 @@ def _read_messages(
         bar.update()
 
 
+@dataclass(frozen=True)
+class _Source:
+    """Where the episode came from: the bag as given, storage, topics, files read and missing."""
+
+    bag: str
+    storage: str
+    topics: dict[str, TopicReport]
+    files: list[str]
+    missing_splits: list[str]
+
+
 @dataclass
 class _Matched:
     """The RGB frames kept after matching depth and joint states (``idx`` into the collected)."""
@@ -219,16 +254,19 @@ class _EePose:
 
 
 def _check_collected(col: FrameCollector, bag: str, opts: ConvertOptions) -> None:
-    """Raise :class:`BagError` naming the topic that gave nothing usable."""
+    """Raise one :class:`BagError` naming every topic that gave nothing usable."""
+    problems = []
     if len(col.stamps) == 0 or col.rgb is None or col.depth is None:
-        raise BagError(f'{bag}: topic {opts.rgb_topic!r}: no RGB frame could be read')
+        problems.append(f'topic {opts.rgb_topic!r}: no RGB frame could be read')
     if col.depth_count == 0:
-        raise BagError(f'{bag}: topic {opts.depth_topic!r}: no depth frame could be read')
+        problems.append(f'topic {opts.depth_topic!r}: no depth frame could be read')
     if len(col.joints) == 0:
-        raise BagError(
-            f'{bag}: topic {opts.joint_states_topic!r}: no message has the arm joints '
+        problems.append(
+            f'topic {opts.joint_states_topic!r}: no message has the arm joints '
             f'{list(opts.joint_names)}'
         )
+    if problems:
+        raise BagError(f'{bag}: ' + '; '.join(problems))
 
 
 def _match(col: FrameCollector, opts: ConvertOptions) -> _Matched:
@@ -305,20 +343,21 @@ def _segments(bag: str, opts: ConvertOptions, m: _Matched) -> list[slice]:
 def _report(
     col: FrameCollector,
     opts: ConvertOptions,
-    source: tuple[str, str, dict[str, TopicReport]],
+    source: _Source,
     m: _Matched,
     ee: _EePose,
     segments: list[slice],
 ) -> BagReport:
-    """Build the bag's report (``source``: the bag, its storage and the topics report)."""
+    """Build the bag's report (``source``: the bag, its storage files and the topics report)."""
     assert col.hw is not None
-    bag, storage, topics = source
     offsets = m.depth_dt[m.idx]
     return {
-        'source': bag,
-        'storage': storage,
+        'source': source.bag,
+        'storage': source.storage,
+        'storage_files': source.files,
+        'missing_splits': source.missing_splits,
         'converter_version': __version__,
-        'topics': topics,
+        'topics': source.topics,
         'stamp_source': opts.stamp,
         'header_stamp_fallbacks': col.stamp_fallbacks,
         'frames': {
@@ -416,22 +455,17 @@ def _remove_stale(out: Path, stem: str, written: list[Path]) -> None:
 
 
 def _finish(
-    col: FrameCollector,
-    bag: str,
-    out: Path,
-    stem: str,
-    opts: ConvertOptions,
-    storage: str,
-    topics: dict[str, TopicReport],
+    col: FrameCollector, out: Path, stem: str, opts: ConvertOptions, source: _Source
 ) -> tuple[list[Path], BagReport]:
     """End of the bag: drop unmatched frames, segment, write every segment and its report."""
+    bag = source.bag
     col.settle_pending()
     _check_collected(col, bag, opts)
     matched = _match(col, opts)
     stream = _compact(col, matched.idx)
     ee = _ee_pose(col, opts, matched)
     segments = _segments(bag, opts, matched)
-    report = _report(col, opts, (bag, storage, topics), matched, ee, segments)
+    report = _report(col, opts, source, matched, ee, segments)
     n_segments = None if opts.split_on_gap_s is None else len(segments)
     paths = output_paths(out, stem, n_segments)
     written = _write_segments(col, opts, paths, segments, (matched, ee, stream), report)

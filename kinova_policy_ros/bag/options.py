@@ -30,5 +30,6 @@ class ConvertOptions:
     workers: int = 1
     overwrite: bool = False
     allow_missing_camera_info: bool = False
+    allow_partial_split: bool = False
     compress: bool = True
     progress: bool = True

@@ -2,8 +2,11 @@
 Reading rosbag2 recordings with ``rosbags``: opening, streaming and tolerant deserialization.
 
 No rclpy: bags are read with the pure-Python ``rosbags`` library (sqlite3 ``.db3`` and MCAP,
-compressed or not). Bags recorded on Humble carry no type definitions, so a Humble typestore is
-the default for types the bag does not define.
+compressed or not). What to open is found by content (:mod:`kinova_policy_ros.bag.layout`): a
+rosbag2 directory whatever its name (``run.bag`` too), or storage files with their sibling
+splits; ROS 1 bags and non-ROS MCAP files are refused with what they are. Bags recorded on
+Humble carry no type definitions, so a Humble typestore is the default for types the bag does
+not define.
 
 Messages serialized by rclpy / Fast DDS (what ``ros2 bag record`` stores) end with a few padding
 bytes that ``rosbags``' strict ``deserialize_cdr`` rejects ("CDR message size mismatch");
@@ -16,16 +19,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+import warnings
 
+from kinova_policy_ros.bag.layout import BagLayout, locate, PartialBagWarning
 from kinova_policy_ros.core.errors import BagError
 from kinova_policy_ros.core.stamps import stamp_to_ns
-from rosbags.highlevel import AnyReader
+from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
+from rosbags.rosbag2 import Reader as Rosbag2Reader
+from rosbags.rosbag2 import ReaderError as Rosbag2ReaderError
 from rosbags.typesys import get_typestore, Stores
 
 __all__ = [
     'MAX_TRAILING_BYTES',
     'BagSource',
+    'TopicRequirement',
     'TopicSummary',
     'deserialize',
     'header_stamp_ns',
@@ -82,25 +90,33 @@ def header_stamp_ns(msg: Any) -> int:
 
 def resolve_bag_path(path: str | Path) -> Path:
     """
-    Return the path ``rosbags`` should open for a user-given bag path.
+    Return the path a user-given bag path opens: its rosbag2 directory, or its first storage file.
 
-    A rosbag2 directory (with ``metadata.yaml``) or a single ``.db3``/``.mcap`` file is
-    accepted; a storage file inside a directory that has ``metadata.yaml`` opens the directory
-    (so split and compressed bags read completely).
+    Found by content (:func:`kinova_policy_ros.bag.layout.locate`): a rosbag2 directory (with
+    ``metadata.yaml``, whatever its name) or a single ``.db3``/``.mcap`` file is accepted; a
+    storage file inside a directory that has ``metadata.yaml`` opens the directory (so split
+    and compressed bags read completely). A partial split recording resolves to its first file.
     """
-    p = Path(path)
-    if not p.exists():
-        raise BagError(f'{p}: bag does not exist')
-    if p.is_dir():
-        if not (p / 'metadata.yaml').exists():
-            files = sorted(x.name for x in p.iterdir())[:10]
-            raise BagError(f'{p}: not a rosbag2 directory (no metadata.yaml; contains {files})')
-        return p
-    if (p.parent / 'metadata.yaml').exists():
-        return p.parent
-    if p.suffix not in ('.db3', '.mcap'):
-        raise BagError(f'{p}: not a rosbag2 file (expected a directory, .db3 or .mcap)')
-    return p
+    layout = locate(path, allow_partial_split=True)
+    return layout.open_path if layout.open_path is not None else layout.files[0]
+
+
+class _Rosbag2AnyReader(AnyReader):
+    """
+    ``AnyReader`` that reads rosbag2 paths whatever their name.
+
+    ``AnyReader`` takes paths that all end in ``.bag`` for ROS 1 bags; the layout found by
+    content says they are rosbag2, so the rosbag2 readers replace the ROS 1 ones.
+    """
+
+    def __init__(self, paths: Sequence[Path], *, default_typestore: Any) -> None:
+        super().__init__(list(paths), default_typestore=default_typestore)
+        if not self.is2:
+            self.is2 = True
+            try:
+                self.readers = [Rosbag2Reader(p) for p in paths]
+            except Rosbag2ReaderError as err:
+                raise AnyReaderError(*err.args) from None
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,15 @@ class TopicSummary:
     count: int
 
 
+@dataclass(frozen=True)
+class TopicRequirement:
+    """A topic the conversion needs: its role (``'depth'``), name and accepted types."""
+
+    what: str
+    topic: str
+    msgtypes: tuple[str, ...]
+
+
 class BagSource:
     """
     An open rosbag2 recording (context manager) with tolerant, topic-aware deserialization.
@@ -119,14 +144,21 @@ class BagSource:
     Every failure is a :class:`BagError` that names the bag (and the topic when known).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, allow_partial_split: bool = False) -> None:
         self.path = Path(path)
-        self._resolved = resolve_bag_path(self.path)
+        self.layout: BagLayout = locate(self.path, allow_partial_split=allow_partial_split)
         self._reader: AnyReader | None = None
 
     def __enter__(self) -> BagSource:
+        if self.layout.missing:
+            warnings.warn(
+                f'{self.path}: partial read of a split recording: missing '
+                f'{list(self.layout.missing)}; reading {[f.name for f in self.layout.files]}',
+                PartialBagWarning,
+                stacklevel=2,
+            )
         try:
-            reader = AnyReader([self._resolved], default_typestore=_default_typestore())
+            reader = _Rosbag2AnyReader(self.layout.paths, default_typestore=_default_typestore())
             reader.open()
         except BagError:
             raise
@@ -154,11 +186,8 @@ class BagSource:
 
     @property
     def storage(self) -> str:
-        """Return ``'mcap'`` or ``'sqlite3'`` (from the storage files of the bag)."""
-        names = [self._resolved.name]
-        if self._resolved.is_dir():
-            names = [x.name for x in self._resolved.iterdir()]
-        return 'mcap' if any('.mcap' in n for n in names) else 'sqlite3'
+        """Return ``'mcap'`` or ``'sqlite3'`` (from the bag's metadata or its files' content)."""
+        return self.layout.storage
 
     def topics(self) -> dict[str, TopicSummary]:
         """Return every topic of the bag with its type and message count."""
@@ -178,24 +207,37 @@ class BagSource:
 
         The error for a missing topic lists the topics the bag has.
         """
+        return self.require_topics([TopicRequirement(what, topic, tuple(msgtypes))])[0]
+
+    def require_topics(self, needs: Sequence[TopicRequirement]) -> list[TopicSummary]:
+        """
+        Return the summary of every needed topic, or raise one :class:`BagError` naming them all.
+
+        Every topic that is absent, empty or of another type is in the message (not only the
+        first), followed by the topics the bag has when one is absent.
+        """
         topics = self.topics()
-        if topic not in topics:
+        problems: list[str] = []
+        for need in needs:
+            summary = topics.get(need.topic)
+            if summary is None:
+                problems.append(f'{need.what} topic {need.topic!r} is not in the bag')
+            elif summary.msgtype not in need.msgtypes:
+                problems.append(
+                    f'{need.what} topic {need.topic!r} has type {summary.msgtype}, '
+                    f'expected {" or ".join(need.msgtypes)}'
+                )
+            elif summary.count == 0:
+                problems.append(f'{need.what} topic {need.topic!r} is empty (0 messages)')
+        if not problems:
+            return [topics[need.topic] for need in needs]
+        head = f'{len(problems)} topics are missing or unusable: ' if len(problems) > 1 else ''
+        if any(need.topic not in topics for need in needs):
             have = ', '.join(
                 f'{t.name} ({t.msgtype})' for t in sorted(topics.values(), key=lambda t: t.name)
             )
-            raise BagError(
-                f'{self.path}: {what} topic {topic!r} is not in the bag; '
-                f'the bag has: {have or "no topics"}'
-            )
-        summary = topics[topic]
-        if summary.msgtype not in msgtypes:
-            raise BagError(
-                f'{self.path}: {what} topic {topic!r} has type {summary.msgtype}, '
-                f'expected {" or ".join(msgtypes)}'
-            )
-        if summary.count == 0:
-            raise BagError(f'{self.path}: {what} topic {topic!r} is empty (0 messages)')
-        return summary
+            problems.append(f'the bag has: {have or "no topics"}')
+        raise BagError(f'{self.path}: {head}' + '; '.join(problems))
 
     def deserialize(self, rawdata: bytes | memoryview, conn: Connection) -> Any:
         try:

@@ -146,6 +146,8 @@ class SegmentReport(TimeSpan):
 class _BagReportBase(TypedDict):
     source: str
     storage: str
+    storage_files: list[str]
+    missing_splits: list[str]
     converter_version: str
     topics: dict[str, TopicReport]
     stamp_source: str

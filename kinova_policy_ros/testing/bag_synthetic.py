@@ -42,6 +42,7 @@ __all__ = [
     'serialize_image',
     'tf_pose',
     'write_bag',
+    'write_mcap',
 ]
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
@@ -95,6 +96,9 @@ class SynthSpec:
     # topic -> (message type, [(bag time ns, raw CDR bytes)]): arbitrary extra content
     extra_topics: dict[str, tuple[str, list[tuple[int, bytes]]]] = field(default_factory=dict)
     joint_serializer: JointSerializer | None = None
+    # > 1: a split recording as ``ros2 bag record --max-bag-duration`` writes it: storage files
+    # <name>_0.<ext>, <name>_1.<ext>, ... (equal message counts) and one metadata.yaml
+    splits: int = 1
 
 
 @dataclass
@@ -404,11 +408,8 @@ def _truth(spec: SynthSpec) -> SynthTruth:
     )
 
 
-def write_bag(path: str | Path, spec: SynthSpec | None = None) -> SynthTruth:
-    """Write a synthetic bag directory at ``path`` (must not exist); return what was written."""
-    spec = spec or SynthSpec()
-    truth = _truth(spec)
-    plugin = StoragePlugin.MCAP if spec.storage == 'mcap' else StoragePlugin.SQLITE3
+def _types(spec: SynthSpec) -> dict[str, str]:
+    """Return the message type of every topic of the bag."""
     types = {
         spec.rgb_topic: 'sensor_msgs/msg/CompressedImage'
         if spec.rgb in ('jpeg', 'png')
@@ -423,7 +424,14 @@ def write_bag(path: str | Path, spec: SynthSpec | None = None) -> SynthTruth:
     }
     for topic, (msgtype, _) in spec.extra_topics.items():
         types[topic] = msgtype
-    writer = Writer(Path(path), version=8, storage_plugin=plugin)
+    return types
+
+
+def _write_storage(path: Path, spec: SynthSpec, items: Iterator[StreamItem]) -> None:
+    """Write one rosbag2 directory at ``path`` holding ``items``."""
+    types = _types(spec)
+    plugin = StoragePlugin.MCAP if spec.storage == 'mcap' else StoragePlugin.SQLITE3
+    writer = Writer(path, version=8, storage_plugin=plugin)
     if spec.compression != 'none':
         mode = {
             'file': CompressionMode.FILE,
@@ -433,11 +441,114 @@ def write_bag(path: str | Path, spec: SynthSpec | None = None) -> SynthTruth:
         writer.set_compression(mode, CompressionFormat.ZSTD)
     with writer:
         conns: dict[str, Connection] = {}
-        for topic, (_, items) in spec.extra_topics.items():
-            if not items:  # an empty topic: a connection without messages
+        for topic, (_, extra) in spec.extra_topics.items():
+            if not extra:  # an empty topic: a connection without messages
                 conns[topic] = writer.add_connection(topic, types[topic], typestore=TS)
-        for bag_ns, _, topic, raw in _streams(spec, truth):
+        for bag_ns, _, topic, raw in items:
             if topic not in conns:
                 conns[topic] = writer.add_connection(topic, types[topic], typestore=TS)
             writer.write(conns[topic], bag_ns, raw)
+
+
+def _write_splits(path: Path, spec: SynthSpec, items: list[StreamItem]) -> None:
+    """Write ``items`` as ``spec.splits`` storage files of one bag directory with its metadata."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    n = spec.splits
+    bounds = [round(k * len(items) / n) for k in range(n + 1)]
+    path.mkdir(parents=True)
+    metas = []
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        for k in range(n):
+            part = Path(tmp) / f'{path.name}_{k}'
+            _write_storage(part, spec, iter(items[bounds[k] : bounds[k + 1]]))
+            metas.append(yaml.safe_load((part / 'metadata.yaml').read_text()))
+            for f in part.iterdir():
+                if f.name != 'metadata.yaml':
+                    shutil.move(str(f), path / f.name)
+    infos = [m['rosbag2_bagfile_information'] for m in metas]
+    merged = dict(infos[0])
+    merged['relative_file_paths'] = [p for i in infos for p in i['relative_file_paths']]
+    merged['files'] = [f for i in infos for f in i['files']]
+    merged['message_count'] = sum(i['message_count'] for i in infos)
+    start = min(i['starting_time']['nanoseconds_since_epoch'] for i in infos)
+    end = max(
+        i['starting_time']['nanoseconds_since_epoch'] + i['duration']['nanoseconds'] for i in infos
+    )
+    merged['starting_time'] = {'nanoseconds_since_epoch': start}
+    merged['duration'] = {'nanoseconds': end - start}
+    topics: dict[str, dict[str, object]] = {}
+    for info in infos:
+        for t in info['topics_with_message_count']:
+            name = t['topic_metadata']['name']
+            if name in topics:
+                topics[name]['message_count'] += t['message_count']
+            else:
+                topics[name] = dict(t)
+    merged['topics_with_message_count'] = list(topics.values())
+    text = yaml.safe_dump({'rosbag2_bagfile_information': merged}, sort_keys=False)
+    (path / 'metadata.yaml').write_text(text)
+
+
+def write_bag(path: str | Path, spec: SynthSpec | None = None) -> SynthTruth:
+    """Write a synthetic bag directory at ``path`` (must not exist); return what was written."""
+    spec = spec or SynthSpec()
+    truth = _truth(spec)
+    if spec.splits > 1:
+        if spec.compression == 'file':
+            raise ValueError('splits: not with file compression')
+        _write_splits(Path(path), spec, list(_streams(spec, truth)))
+    else:
+        _write_storage(Path(path), spec, _streams(spec, truth))
     return truth
+
+
+#: One MCAP channel for :func:`write_mcap`: topic, schema name, schema encoding, schema data,
+#: message encoding and the messages' payloads.
+McapChannelSpec = tuple[str, str, str, bytes, str, list[bytes]]
+
+
+def _record(op: int, content: bytes) -> bytes:
+    return bytes([op]) + len(content).to_bytes(8, 'little') + content
+
+
+def _mcap_str(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(4, 'little') + raw
+
+
+def write_mcap(path: str | Path, profile: str, channels: list[McapChannelSpec]) -> Path:
+    """
+    Write a minimal MCAP file (any profile and encodings, as non-ROS tools write them).
+
+    Unchunked messages, a summary section with the schema and channel records, and the footer
+    pointing at it (https://mcap.dev/spec). Returns the path.
+    """
+    import struct
+
+    magic = b'\x89MCAP0\r\n'
+    schemas, chans, msgs = b'', b'', b''
+    for k, (topic, name, enc, data, msg_enc, payloads) in enumerate(channels):
+        schemas += _record(
+            0x03,
+            struct.pack('<H', k + 1) + _mcap_str(name) + _mcap_str(enc)
+            + len(data).to_bytes(4, 'little') + data,
+        )
+        chans += _record(
+            0x04,
+            struct.pack('<HH', k + 1, k + 1) + _mcap_str(topic) + _mcap_str(msg_enc)
+            + (0).to_bytes(4, 'little'),
+        )
+        for i, payload in enumerate(payloads):
+            msgs += _record(0x05, struct.pack('<HIQQ', k + 1, i, 1000 + i, 1000 + i) + payload)
+    head = magic + _record(0x01, _mcap_str(profile) + _mcap_str('kinova_policy_ros test'))
+    data_section = head + schemas + chans + msgs + _record(0x0F, (0).to_bytes(4, 'little'))
+    summary_start = len(data_section)
+    summary = schemas + chans
+    footer = _record(0x02, struct.pack('<QQI', summary_start, 0, 0))
+    out = Path(path)
+    out.write_bytes(data_section + summary + footer + magic)
+    return out
