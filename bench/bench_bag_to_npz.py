@@ -19,6 +19,8 @@ The process runs with the malloc tuning ``bag_to_npz`` uses (:func:`reuse_freed_
 baseline and the converter alike; ``--default-malloc`` measures without it.
 
     python bench/bench_bag_to_npz.py [--quick] [--frames N] [--json OUT.json]
+    # kinova_vision sizes (colour 1280x720 rgb8, depth 480x270 16UC1), to the model size:
+    python bench/bench_bag_to_npz.py --rgb-size 720x1280 --depth-size 270x480 --resize 96x128
 """
 
 from __future__ import annotations
@@ -70,9 +72,17 @@ def npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     return out
 
 
-def convert(bag: Path, out: Path, compress: bool) -> tuple[float, int, dict[str, Any]]:
+def _hw(text: str) -> tuple[int, int]:
+    """Parse ``HxW`` (argparse type)."""
+    h, w = (int(v) for v in text.lower().split('x'))
+    return h, w
+
+
+def convert(
+    bag: Path, out: Path, compress: bool, resize: tuple[int, int] | None = None
+) -> tuple[float, int, dict[str, Any]]:
     """Convert into a new directory ``out``; return seconds, npz bytes and array shapes."""
-    opts = ConvertOptions(compress=compress, progress=False)
+    opts = ConvertOptions(compress=compress, progress=False, resize=resize)
     start = time.perf_counter()
     paths, _ = convert_bag(bag, out, opts)
     elapsed = time.perf_counter() - start
@@ -100,11 +110,12 @@ def _status_kib(field: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def child(bag: str, out: str) -> None:
+def child(bag: str, out: str, resize: tuple[int, int] | None) -> None:
     """Convert in this fresh process and print RSS figures (KiB) as JSON."""
     before = _status_kib('VmHWM')
     start = time.perf_counter()
-    paths, _ = convert_bag(bag, out, ConvertOptions(compress=False, progress=False))
+    opts = ConvertOptions(compress=False, progress=False, resize=resize)
+    paths, _ = convert_bag(bag, out, opts)
     cold = time.perf_counter() - start
     peak = _status_kib('VmHWM')
     with np.load(paths[0]) as z:
@@ -135,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--repeats', type=int, default=5, help='timed runs after one warm-up')
     p.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3')
     p.add_argument('--noise', type=int, default=6, help='camera-like noise (0: smooth frames)')
+    p.add_argument('--rgb-size', type=_hw, default=(480, 640), metavar='HxW', help='colour')
+    p.add_argument('--depth-size', type=_hw, default=None, metavar='HxW', help='(colour size)')
+    p.add_argument('--resize', type=_hw, default=None, metavar='HxW', help='converter --resize')
     p.add_argument('--json', help='write the figures to this JSON file')
     p.add_argument('--child', nargs=2, metavar=('BAG', 'OUT'), help=argparse.SUPPRESS)
     p.add_argument(
@@ -146,19 +160,26 @@ def main(argv: list[str] | None = None) -> int:
     # the process tuning bag_to_npz runs with, for the baseline and the converter alike
     tuned = not args.default_malloc and reuse_freed_memory()
     if args.child:
-        child(*args.child)
+        child(*args.child, args.resize)
         return 0
     frames, repeats = (30, 1) if args.quick else (args.frames, args.repeats)
     with tempfile.TemporaryDirectory(prefix='bench_bag_to_npz_') as tmp:
         bag = Path(tmp) / 'bench_bag'
+        (h, w), depth_hw = args.rgb_size, args.depth_size or args.rgb_size
         spec = SynthSpec(
-            n_frames=frames, height=480, width=640, storage=args.storage, noise=args.noise
+            n_frames=frames,
+            height=h,
+            width=w,
+            depth_hw=depth_hw,
+            storage=args.storage,
+            noise=args.noise,
         )
         t0 = time.perf_counter()
         write_bag(bag, spec)
         bag_bytes = sum(f.stat().st_size for f in bag.iterdir())
         print(
-            f'wrote {frames} frames 640x480 RGB-D ({bag_bytes / 1e6:.1f} MB, '
+            f'wrote {frames} frames {w}x{h} RGB, {depth_hw[1]}x{depth_hw[0]} depth '
+            f'({bag_bytes / 1e6:.1f} MB, '
             f'{args.storage}) in {time.perf_counter() - t0:.1f} s',
             flush=True,
         )
@@ -169,13 +190,17 @@ def main(argv: list[str] | None = None) -> int:
             return Path(tmp) / f'{name}{next(runs)}'
 
         conv_s, npz_bytes, shapes = best(
-            lambda: convert(bag, fresh('out'), compress=False), repeats
+            lambda: convert(bag, fresh('out'), compress=False, resize=args.resize), repeats
         )
         floor_s, _ = best(lambda: write_floor(shapes, fresh('floor') / 'x.npz'), repeats)
-        comp_s, npzc_bytes, _ = best(lambda: convert(bag, fresh('outc'), compress=True), repeats)
+        comp_s, npzc_bytes, _ = best(
+            lambda: convert(bag, fresh('outc'), compress=True, resize=args.resize), repeats
+        )
         child_args = ['--child', str(bag), str(Path(tmp) / 'outr')]
         if args.default_malloc:
             child_args.append('--default-malloc')
+        if args.resize:
+            child_args += ['--resize', f'{args.resize[0]}x{args.resize[1]}']
         proc = subprocess.run(
             [sys.executable, __file__, *child_args],
             capture_output=True,
@@ -187,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     peak = rss['peak_rss_kib'] * 1024
     figures = {
         'frames': frames,
+        'rgb_hw': f'{h}x{w}',
+        'depth_hw': f'{depth_hw[0]}x{depth_hw[1]}',
+        'resize': f'{args.resize[0]}x{args.resize[1]}' if args.resize else 'none',
         'storage': args.storage,
         'malloc_reuses_freed_memory': tuned,
         'bag_mb': bag_bytes / 1e6,

@@ -287,3 +287,24 @@ def test_default_config_is_the_source_trees_in_a_checkout() -> None:
 
     repo_config = Path(__file__).resolve().parents[2] / 'config' / 'bag_to_npz.yaml'
     assert default_config_path() == repo_config
+
+
+@pytest.mark.parametrize('workers', ['1', '2'])
+def test_partial_split_warning_is_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workers: str
+) -> None:
+    bag = tmp_path / 'rec'
+    syn.write_bag(bag, syn.SynthSpec(n_frames=9, splits=3))
+    (bag / 'metadata.yaml').unlink()
+    (bag / 'rec_1.db3').unlink()
+    syn.write_bag(tmp_path / 'good', syn.SynthSpec(n_frames=4))
+    args = [str(bag / 'rec_0.db3'), str(tmp_path / 'good'), '--out', str(tmp_path / 'o'),
+            '--no-progress', '--workers', workers]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "splits present ['rec_0.db3', 'rec_2.db3'], missing ['rec_1.db3']" in err
+    assert main([*args, '--allow-partial-split', '--overwrite']) == 0
+    captured = capsys.readouterr()
+    assert 'rec.npz' in captured.out
+    warned = [line for line in captured.err.splitlines() if line.startswith('bag_to_npz: warn')]
+    assert len(warned) == 1 and "missing ['rec_1.db3']" in warned[0]  # once, not per process

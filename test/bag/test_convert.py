@@ -310,6 +310,12 @@ def _corpus(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         rf"missing_topic: depth topic '{depth_t}' is not in the bag; the bag has: "
         r'/camera/aligned_depth \(sensor_msgs/msg/Image\), /camera/color/camera_info',
     )
+    cases['every_missing_stream'] = (
+        bag('every_missing_stream', rgb_topic='/a', depth_topic='/b', camera_info=False),
+        r"every_missing_stream: 3 topics are missing or unusable: RGB topic '/camera/color/"
+        rf"image_raw' is not in the bag; depth topic '{depth_t}' is not in the bag; camera "
+        r"info topic '/camera/color/camera_info' is not in the bag; the bag has: /a \(",
+    )
     cases['empty_topic'] = (
         bag('empty_topic', depth_topic='/other', extra_topics={depth_t: (image, [])}),
         rf"empty_topic: depth topic '{depth_t}' is empty \(0 messages\)",

@@ -65,3 +65,48 @@ def test_resolve_and_open(tmp_path: Path) -> None:
             src.require_topic('/js', 'joint', ('sensor_msgs/msg/JointState',))
         n = sum(1 for _ in src.messages(['/joint_states']))
         assert n == topics['/joint_states'].count
+
+
+def test_require_topics_names_every_problem(tmp_path: Path) -> None:
+    from kinova_policy_ros.bag.reader import TopicRequirement
+
+    image = 'sensor_msgs/msg/Image'
+    spec = syn.SynthSpec(
+        n_frames=3,
+        rgb_topic='/x',
+        depth_topic='/y',
+        extra_topics={'/camera/depth/image_raw': (image, [])},
+    )
+    syn.write_bag(tmp_path / 'b', spec)
+    needs = [
+        TopicRequirement('RGB', '/camera/color/image_raw', (image,)),
+        TopicRequirement('depth', '/camera/depth/image_raw', (image,)),
+        TopicRequirement('joint states', '/joint_states', ('sensor_msgs/msg/JointState',)),
+        TopicRequirement('camera info', '/tf', ('sensor_msgs/msg/CameraInfo',)),
+    ]
+    with BagSource(tmp_path / 'b') as src:
+        with pytest.raises(BagError) as err:
+            src.require_topics(needs)
+        assert [s.name for s in src.require_topics(needs[2:3])] == ['/joint_states']
+    msg = str(err.value)
+    assert msg.startswith(f'{tmp_path / "b"}: 3 topics are missing or unusable: ')
+    assert "RGB topic '/camera/color/image_raw' is not in the bag; " in msg
+    assert "depth topic '/camera/depth/image_raw' is empty (0 messages); " in msg
+    assert "camera info topic '/tf' has type tf2_msgs/msg/TFMessage, expected " in msg
+    assert msg.endswith('/x (sensor_msgs/msg/Image), /y (sensor_msgs/msg/Image)')
+    assert 'joint states' not in msg
+
+
+def test_rosbag2_reader_for_dot_bag_paths(tmp_path: Path) -> None:
+    from kinova_policy_ros.bag.reader import _Rosbag2AnyReader
+    from rosbags.highlevel import AnyReader
+
+    syn.write_bag(tmp_path / 'r.bag', syn.SynthSpec(n_frames=3))
+    plain = AnyReader([tmp_path / 'r.bag'])
+    assert not plain.is2  # rosbags takes it for a ROS 1 bag by its name
+    reader = _Rosbag2AnyReader([tmp_path / 'r.bag'], default_typestore=TS)
+    assert reader.is2 and set(vars(reader)) == set(vars(plain))
+    with reader:
+        assert sum(1 for _ in reader.messages()) > 3
+    with BagSource(tmp_path / 'r.bag') as src:
+        assert src.storage == 'sqlite3' and src.layout.open_path == tmp_path / 'r.bag'

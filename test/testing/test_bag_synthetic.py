@@ -75,3 +75,34 @@ def test_joint_closed_forms() -> None:
     assert xyz == pytest.approx((0.34, -0.18, 0.4))
     assert np.linalg.norm(quat) == pytest.approx(1.0)
     assert 2 * np.arctan2(quat[2], quat[3]) == pytest.approx(0.4)  # 0.2 + 0.5 t about z
+
+
+def test_split_recording_has_every_message_once(tmp_path: Path) -> None:
+    from rosbags.highlevel import AnyReader
+    import yaml
+
+    syn.write_bag(tmp_path / 'one', syn.SynthSpec(n_frames=7, storage='mcap'))
+    syn.write_bag(tmp_path / 'split', syn.SynthSpec(n_frames=7, storage='mcap', splits=3))
+    names = sorted(p.name for p in (tmp_path / 'split').iterdir())
+    assert names == ['metadata.yaml', 'split_0.mcap', 'split_1.mcap', 'split_2.mcap']
+    meta = yaml.safe_load((tmp_path / 'split' / 'metadata.yaml').read_text())
+    info = meta['rosbag2_bagfile_information']
+    assert info['relative_file_paths'] == names[1:]
+    read = {}
+    for bag in ('one', 'split'):
+        with AnyReader([tmp_path / bag], default_typestore=syn.TS) as reader:
+            read[bag] = [(c.topic, t, bytes(raw)) for c, t, raw in reader.messages()]
+    assert read['split'] == read['one'] and info['message_count'] == len(read['one'])
+    per_file = [f['message_count'] for f in info['files']]
+    assert sum(per_file) == len(read['one']) and max(per_file) - min(per_file) <= 1
+
+
+def test_write_mcap_layout(tmp_path: Path) -> None:
+    path = syn.write_mcap(tmp_path / 'a.mcap', 'x', [('/t', 'S', 'protobuf', b'd', 'pb', [b'm'])])
+    data = path.read_bytes()
+    assert data.startswith(b'\x89MCAP0\r\n\x01') and data.endswith(b'\x89MCAP0\r\n')
+    footer = data[-37:]
+    assert footer[0] == 0x02
+    summary_start = int.from_bytes(footer[9:17], 'little')
+    assert data[summary_start] == 0x03  # the summary begins with the schema record
+    assert data[summary_start - 13] == 0x0F  # after the data-end record (9 + 4 bytes)
