@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     # the process tuning bag_to_npz runs with, for the baseline and the converter alike
     tuned = not args.default_malloc and reuse_freed_memory()
     if args.child:
-        child(*args.child, args.resize)
+        child(args.child[0], args.child[1], args.resize)
         return 0
     frames, repeats = (30, 1) if args.quick else (args.frames, args.repeats)
     with tempfile.TemporaryDirectory(prefix='bench_bag_to_npz_') as tmp:

@@ -53,7 +53,7 @@ class McapChannel:
 def _string(buf: bytes, pos: int) -> tuple[str, int]:
     (n,) = struct.unpack_from('<I', buf, pos)
     start = pos + 4
-    return buf[start : start + n].decode('utf-8', 'replace'), start + n
+    return buf[start:start + n].decode('utf-8', 'replace'), start + n
 
 
 def _records(f: BinaryIO, start: int, end: int) -> list[tuple[int, bytes]]:

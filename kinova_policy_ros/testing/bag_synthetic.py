@@ -464,7 +464,7 @@ def _write_splits(path: Path, spec: SynthSpec, items: list[StreamItem]) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         for k in range(n):
             part = Path(tmp) / f'{path.name}_{k}'
-            _write_storage(part, spec, iter(items[bounds[k] : bounds[k + 1]]))
+            _write_storage(part, spec, iter(items[bounds[k]:bounds[k + 1]]))
             metas.append(yaml.safe_load((part / 'metadata.yaml').read_text()))
             for f in part.iterdir():
                 if f.name != 'metadata.yaml':

@@ -154,7 +154,7 @@ def test_non_ros_mcap_says_what_it_is(tmp_path: Path) -> None:
         [('/cam', 'foxglove.RawImage', 'protobuf', b'\x0a\x00', 'protobuf', [b'\x01'])],
     )
     with pytest.raises(BagError, match=r"fox\.mcap: an MCAP file with profile '', not a rosbag2 "
-                       r"recording .*channels: /cam \(protobuf messages, protobuf schema "
+                       r'recording .*channels: /cam \(protobuf messages, protobuf schema '
                        r"'foxglove\.RawImage'\)\. bag_to_npz reads ROS 2 messages only"):
         _convert(foxglove, tmp_path / 'o')
     channel = ('/j', 'J', 'jsonschema', b'{}', 'json', [])

@@ -33,7 +33,7 @@ def test_foreign_channels_and_profiles(tmp_path: Path) -> None:
     profile, channels = scan(path)
     assert profile == 'ros2'
     assert [(c.topic, c.is_ros2) for c in channels] == [('/ok', True), ('/pb', False)]
-    with pytest.raises(BagError, match=r"x\.mcap: .*channels: /pb \(protobuf messages, protobuf "
+    with pytest.raises(BagError, match=r'x\.mcap: .*channels: /pb \(protobuf messages, protobuf '
                        r"schema 'pkg\.Msg'\)\. bag_to_npz"):
         check_mcap(path)
     other = syn.write_mcap(tmp_path / 'y.mcap', 'ros1', [])
@@ -46,7 +46,7 @@ def test_without_summary_the_data_section_is_scanned(tmp_path: Path) -> None:
         tmp_path / 'z.mcap', '', [('/a', 'A', 'jsonschema', b'{}', 'json', [b'{}', b'{}'])]
     )
     data = bytearray(path.read_bytes())
-    data[-37 + 9 : -37 + 17] = bytes(8)  # footer: summary_start = 0 (no summary section)
+    data[-37 + 9:-37 + 17] = bytes(8)  # footer: summary_start = 0 (no summary section)
     path.write_bytes(bytes(data))
     assert scan(path) == ('', [McapChannel('/a', 'json', 'A', 'jsonschema')])
     (tmp_path / 'n.mcap').write_bytes(b'SQLite format 3\x00')
