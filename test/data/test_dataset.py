@@ -36,7 +36,9 @@ def episodes(tmp_path: Path) -> list[Path]:
 def make(paths, **kw) -> KinovaJointDataset:
     kw.setdefault('cache_dir', paths[0].parent.parent / 'cache')
     kw.setdefault('resize_hw', HW)
-    return KinovaJointDataset(paths[0].parent, obs_horizon=K, pred_horizon=T, max_depth_m=0.81, **kw)
+    return KinovaJointDataset(
+        paths[0].parent, obs_horizon=K, pred_horizon=T, max_depth_m=0.81, **kw
+    )
 
 
 def test_items_match_an_independent_computation(episodes):
