@@ -7,6 +7,9 @@ Usage::
     ros2 launch kinova_policy_ros policy.launch.py checkpoint:=... device:=cuda \\
         rgb_topic:=/camera/camera/color/image_raw \\
         depth_topic:=/camera/camera/aligned_depth_to_color/image_raw
+    # Kinova Gen3 (kinova_vision): watch ~/predicted_ee_path in RViz first, nothing is commanded
+    ros2 launch kinova_policy_ros policy.launch.py checkpoint:=... dry_run:=true \\
+        rgb_topic:=/camera/color/image_raw depth_topic:=/camera/depth/image_raw
 
 ``params_file`` (default: the installed ``config/policy.yaml``) gives every parameter; the
 launch arguments below override it only when they are set (an empty topic or device argument
@@ -32,6 +35,12 @@ STRING_OVERRIDES = (
     'depth_topic',
     'joint_states_topic',
     'command_topic',
+    'base_frame',
+)
+# Boolean parameters that a launch argument overrides when it is not empty.
+BOOL_OVERRIDES = (
+    'enabled_on_start',
+    'dry_run',
 )
 
 
@@ -43,11 +52,9 @@ def _launch_setup(context: LaunchContext) -> list[Node]:
     for name in STRING_OVERRIDES:
         if LaunchConfiguration(name).perform(context).strip():
             overrides[name] = ParameterValue(LaunchConfiguration(name), value_type=str)
-    enabled = LaunchConfiguration('enabled_on_start').perform(context).strip()
-    if enabled:
-        overrides['enabled_on_start'] = ParameterValue(
-            LaunchConfiguration('enabled_on_start'), value_type=bool
-        )
+    for name in BOOL_OVERRIDES:
+        if LaunchConfiguration(name).perform(context).strip():
+            overrides[name] = ParameterValue(LaunchConfiguration(name), value_type=bool)
     node = Node(
         package=PACKAGE,
         executable=EXECUTABLE,
@@ -106,6 +113,17 @@ def generate_launch_description() -> LaunchDescription:
                 'enabled_on_start',
                 default_value='',
                 description='true: command at once, false: wait for ~/enable (empty: params file)',
+            ),
+            DeclareLaunchArgument(
+                'dry_run',
+                default_value='',
+                description='true: plan and publish ~/predicted_ee_path, never a command '
+                '(empty: params file)',
+            ),
+            DeclareLaunchArgument(
+                'base_frame',
+                default_value='',
+                description='frame_id of ~/predicted_ee_path (empty: the params file value).',
             ),
             OpaqueFunction(function=_launch_setup),
         ]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any, TYPE_CHECKING
 
-import cv2
 from kinova_policy_ros.bag.options import ConvertOptions
 from kinova_policy_ros.bag.reader import header_stamp_ns
 from kinova_policy_ros.bag.sync import JointTrack, TfBuffer
@@ -31,6 +30,7 @@ from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.core.errors import BagError, DecodeError, SchemaError
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.data.npz_writer import FrameStream
+from kinova_policy_ros.data.preprocess import fit_stream
 from kinova_policy_ros.data.schema import open_frame_stream
 import numpy as np
 
@@ -42,14 +42,16 @@ __all__ = ['FrameCollector', 'available_memory']
 
 
 def _resize(img: np.ndarray, hw: tuple[int, int], nearest: bool) -> np.ndarray:
-    h, w = hw
-    if img.shape[:2] == (h, w):
+    """
+    Fit a decoded frame to the output size ``hw`` (:func:`~.preprocess.fit_stream`).
+
+    Each stream at its own size: the centred box of the aspect ratio of ``hw``, then colour by
+    pixel area (bilinear when enlarging) and depth (``nearest``) by nearest neighbour. A frame of
+    the output size already is returned as it is (no copy).
+    """
+    if img.shape[:2] == tuple(hw):
         return img
-    if nearest:
-        mode = cv2.INTER_NEAREST
-    else:
-        mode = cv2.INTER_AREA if h < img.shape[0] and w < img.shape[1] else cv2.INTER_LINEAR
-    return cv2.resize(img, (w, h), interpolation=mode)
+    return fit_stream(img, hw, 'depth' if nearest else 'rgb', resample='area_nearest')
 
 
 def available_memory() -> int | None:

@@ -20,6 +20,7 @@ from kinova_policy_ros.core.config_yaml import apply_overrides, parse_override, 
 from kinova_policy_ros.core.errors import ConfigError
 
 __all__ = [
+    'FITS',
     'LR_SCHEDULERS',
     'AugmentConfig',
     'DataConfig',
@@ -34,6 +35,12 @@ __all__ = [
     'parse_override',
     'to_dict',
 ]
+
+#: How each camera stream is fitted to ``data.resize_hw`` (docs/data.md, "Geometry"):
+#: ``center_crop`` crops the largest centred box of the model's aspect ratio (after
+#: ``data.crop``), ``stretch`` resizes the whole box whatever its aspect (checkpoints written
+#: before this field existed).
+FITS = ('center_crop', 'stretch')
 
 LR_SCHEDULERS = (
     'linear',
@@ -60,6 +67,9 @@ class DataConfig:
     # as fractions of the image, so it holds at any camera resolution; null = the whole image.
     # With a fixed camera, cropping to the workspace gives the model more pixels per cm.
     crop: tuple[float, float, float, float] | None = None
+    # How each stream (colour and depth, each at its own size) becomes resize_hw: 'center_crop'
+    # (the largest centred box of the model's aspect ratio, then the resize) or 'stretch'.
+    fit: str = 'center_crop'
     max_depth_m: float = 2.0
     normalize_depth01: bool = True
     max_episode_length: int | None = None
@@ -101,6 +111,7 @@ class DataConfig:
                 'must be null or [top, left, height, width], fractions of the image with '
                 'top + height <= 1 and left + width <= 1',
             )
+        _require(self.fit in FITS, 'data.fit', self.fit, f'must be one of {list(FITS)}')
         _require(self.max_depth_m > 0, 'data.max_depth_m', self.max_depth_m, 'must be > 0')
         _require(
             self.max_episode_length is None or self.max_episode_length >= 1,

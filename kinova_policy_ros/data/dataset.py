@@ -19,13 +19,18 @@ import tempfile
 
 from kinova_policy_ros.core.config import DataConfig
 from kinova_policy_ros.core.errors import ConfigError, SchemaError
-from kinova_policy_ros.data.preprocess import frames_to_tensors, JointStats, resize_frames
+from kinova_policy_ros.data.preprocess import (
+    frames_to_tensors,
+    JointStats,
+    resize_frames,
+    StreamGeometry,
+)
 from kinova_policy_ros.data.schema import check_episode, read_arrays
 import numpy as np
 from numpy.typing import NDArray
 import torch
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4  # 4: data.fit (centre crop to the model's aspect ratio)
 #: The auxiliary goal target (``with_goal``) is in units of 1/GOAL_SCALE m (0.2 m).
 GOAL_SCALE = 5.0
 _CHUNK = 64  # frames resized at a time while building the cache
@@ -69,6 +74,26 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stream_sizes(src: Path, frame_hw: Sequence[int]) -> list[list[int]]:
+    """
+    Return ``[[H, W] colour, [H, W] depth]`` as the camera sent them for episode ``src``.
+
+    The bag converter's report next to the episode (``<stem>.json``: ``image.native_hw`` and
+    ``image.depth_native_hw``) knows them; without it (or with a report that does not say) the
+    episode's own frame size stands for both.
+    """
+    sizes = [[int(frame_hw[0]), int(frame_hw[1])]] * 2
+    try:
+        image = json.loads(src.with_suffix('.json').read_text()).get('image', {})
+    except (OSError, ValueError, AttributeError):
+        return sizes
+    for i, key in enumerate(('native_hw', 'depth_native_hw')):
+        hw = image.get(key) if isinstance(image, dict) else None
+        if isinstance(hw, list) and len(hw) == 2 and all(isinstance(v, int) for v in hw):
+            sizes[i] = [int(hw[0]), int(hw[1])]
+    return sizes
+
+
 @dataclass
 class CachedEpisode:
     """Memory-mapped, resized arrays of one episode (stage-1 preprocessing)."""
@@ -81,6 +106,9 @@ class CachedEpisode:
     stamp_ns: np.ndarray  # int64 [N]
     ee_xyz: np.ndarray  # float64 [N,3]
     joint_names: tuple[str, ...]
+    #: (height, width) of the colour and depth streams as recorded (StreamGeometry)
+    rgb_hw: tuple[int, int] = (0, 0)
+    depth_hw: tuple[int, int] = (0, 0)
 
     def __len__(self) -> int:
         return int(self.q.shape[0])
@@ -91,6 +119,7 @@ def _build_cache(
     dst: Path,
     resize_hw: tuple[int, int],
     crop: tuple[float, float, float, float] | None = None,
+    fit: str = 'center_crop',
 ) -> None:
     """Validate ``src`` and write its resized arrays into the cache folder ``dst`` atomically."""
     arrays = read_arrays(src)
@@ -105,7 +134,7 @@ def _build_cache(
         for s in range(0, n, _CHUNK):
             e = min(n, s + _CHUNK)
             rgb[s:e], depth[s:e] = resize_frames(
-                arrays['rgb'][s:e], arrays['depth'][s:e], resize_hw, crop
+                arrays['rgb'][s:e], arrays['depth'][s:e], resize_hw, crop, fit
             )
         rgb.flush()
         depth.flush()
@@ -120,7 +149,9 @@ def _build_cache(
             'joint_names': [str(s) for s in arrays['joint_names']],
             'resize_hw': [h, w],
             'crop': None if crop is None else list(crop),
+            'fit': fit,
             'num_frames': int(n),
+            'source_hw': [int(v) for v in arrays['rgb'].shape[1:3]],
         }
         (tmp / 'meta.json').write_text(json.dumps(meta))
         try:
@@ -139,15 +170,18 @@ def open_cached_episode(
     resize_hw: tuple[int, int],
     cache_dir: Path | None = None,
     crop: tuple[float, float, float, float] | None = None,
+    fit: str = 'center_crop',
 ) -> CachedEpisode:
     """Return the cached episode for ``path``, building the cache entry on first use."""
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     crop_key = '' if crop is None else '_crop' + '-'.join(f'{v:.4f}' for v in crop)
-    key = f'{file_digest(path)}_{resize_hw[0]}x{resize_hw[1]}{crop_key}_v{CACHE_VERSION}'
+    size_key = f'{resize_hw[0]}x{resize_hw[1]}{crop_key}_{fit}'
+    key = f'{file_digest(path)}_{size_key}_v{CACHE_VERSION}'
     entry = cache_dir / key
     if not (entry / 'meta.json').exists():
-        _build_cache(path, entry, resize_hw, crop)
+        _build_cache(path, entry, resize_hw, crop, fit)
     meta = json.loads((entry / 'meta.json').read_text())
+    rgb_hw, depth_hw = _stream_sizes(path, meta['source_hw'])
     return CachedEpisode(
         source=path,
         rgb=np.load(entry / 'rgb.npy', mmap_mode='r'),
@@ -157,6 +191,8 @@ def open_cached_episode(
         stamp_ns=np.load(entry / 'stamp_ns.npy'),
         ee_xyz=np.load(entry / 'ee_xyz.npy'),
         joint_names=tuple(meta['joint_names']),
+        rgb_hw=(rgb_hw[0], rgb_hw[1]),
+        depth_hw=(depth_hw[0], depth_hw[1]),
     )
 
 
@@ -200,6 +236,7 @@ class KinovaJointDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         anchor_frame: bool = False,
         action_horizon: int | None = None,
         val_fraction: float = DataConfig.val_fraction,
+        fit: str = DataConfig.fit,
     ) -> None:
         """
         Open (and cache) the episodes; the keywords are the :class:`DataConfig` fields.
@@ -211,6 +248,7 @@ class KinovaJointDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         self.cfg = DataConfig(
             resize_hw=tuple(resize_hw),  # type: ignore[arg-type]
             crop=crop,
+            fit=fit,
             max_depth_m=max_depth_m,
             normalize_depth01=normalize_depth01,
             max_episode_length=max_episode_length,
@@ -246,7 +284,7 @@ class KinovaJointDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
                 try:
                     eps.append(
                         open_cached_episode(
-                            f, self.cfg.resize_hw, self.cache_dir, self.cfg.crop
+                            f, self.cfg.resize_hw, self.cache_dir, self.cfg.crop, self.cfg.fit
                         )
                     )
                 except SchemaError as err:
@@ -275,6 +313,17 @@ class KinovaJointDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
             JointStats.from_arrays(e.q[:n], e.dq[:n]) for e, n in zip(self.episodes, self.lengths)
         ]
         return JointStats.merge(parts)
+
+    def stream_geometry(self) -> StreamGeometry:
+        """Return the stream sizes of these episodes and the rule that fits them (checkpoint)."""
+        eps = self.episodes
+        return StreamGeometry(
+            rgb_hw=tuple(sorted({e.rgb_hw for e in eps})),
+            depth_hw=tuple(sorted({e.depth_hw for e in eps})),
+            resize_hw=self.cfg.resize_hw,
+            crop=self.cfg.crop,
+            fit=self.cfg.fit,
+        )
 
     def frame_period_s(self) -> float:
         """Median frame period ``dt`` over all episodes, seconds."""
@@ -387,6 +436,7 @@ class KinovaJointDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
             cache_dir=cache_dir,
             with_goal=with_goal,
             crop=cfg.crop,
+            fit=cfg.fit,
             anchor_frame=cfg.anchor_frame,
             action_horizon=cfg.action_horizon,
             val_fraction=cfg.val_fraction,

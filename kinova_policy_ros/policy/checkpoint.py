@@ -5,8 +5,10 @@ A checkpoint directory holds:
 
 - ``model.safetensors`` — the weights to run (the EMA weights when training with EMA);
 - ``config.json`` — ``format_version``, ``model`` and ``data`` configs, normalization ``stats``,
-  ``joint_names``, the frame period ``dt`` (s), ``step`` and metrics: everything the online
-  node needs, it never reads the dataset;
+  ``joint_names``, the frame period ``dt`` (s), ``step``, the camera ``geometry`` of the
+  training data (:class:`~kinova_policy_ros.data.preprocess.StreamGeometry`, absent in older
+  checkpoints: unknown) and metrics: everything the online node needs, it never reads the
+  dataset;
 - optionally ``training_state.safetensors`` + ``training_state.json`` — raw weights,
   optimizer, scheduler, EMA and RNG state for an exact resume (see ``train.py``).
 
@@ -24,7 +26,7 @@ import tempfile
 
 from kinova_policy_ros.core.config import DataConfig, from_dict, ModelConfig, to_dict
 from kinova_policy_ros.core.errors import CheckpointError, ConfigError
-from kinova_policy_ros.data.preprocess import JointStats
+from kinova_policy_ros.data.preprocess import JointStats, StreamGeometry
 from kinova_policy_ros.policy.model import TransformerJointGripperNoDQ
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -49,9 +51,12 @@ class CheckpointInfo:
     dt: float
     step: int
     extra: dict[str, object]
+    #: The camera streams of the training data; None = unknown (a checkpoint from before).
+    geometry: StreamGeometry | None = None
 
     def to_json(self) -> dict[str, object]:
         """Return the content of ``config.json``: the fields, then the ``extra`` ones."""
+        geometry = {} if self.geometry is None else {'geometry': self.geometry.to_dict()}
         return {
             'format_version': FORMAT_VERSION,
             'model_class': TransformerJointGripperNoDQ.__name__,
@@ -61,6 +66,7 @@ class CheckpointInfo:
             'joint_names': list(self.joint_names),
             'dt': self.dt,
             'step': self.step,
+            **geometry,
             **self.extra,
         }
 
@@ -127,9 +133,13 @@ def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
             f"{cfg_path}: field 'format_version' is {raw['format_version']!r}, "
             f'this code reads {FORMAT_VERSION}'
         )
+    data_raw = raw['data']
+    if isinstance(data_raw, dict) and 'fit' not in data_raw:
+        # Written before data.fit existed: every stream was resized whole (stretched).
+        data_raw = {**data_raw, 'fit': 'stretch'}
     try:
         model_cfg = from_dict(ModelConfig, raw['model'], prefix='model')
-        data_cfg = from_dict(DataConfig, raw['data'], prefix='data')
+        data_cfg = from_dict(DataConfig, data_raw, prefix='data')
     except ConfigError as err:
         raise CheckpointError(f'{cfg_path}: {err}') from err
     try:
@@ -147,10 +157,23 @@ def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
     dt = raw['dt']
     if not isinstance(dt, int | float) or not dt > 0:
         raise CheckpointError(f"{cfg_path}: field 'dt' must be a positive number, got {dt!r}")
+    geometry = None
+    if raw.get('geometry') is not None:
+        if not isinstance(raw['geometry'], dict):
+            raise CheckpointError(f"{cfg_path}: field 'geometry' must be a mapping")
+        geometry = StreamGeometry.from_dict(raw['geometry'], f'{cfg_path}: geometry')
     known = {'format_version', 'model_class', 'model', 'data', 'stats', 'joint_names', 'dt'}
-    extra = {k: v for k, v in raw.items() if k not in known | {'step'}}
+    extra = {k: v for k, v in raw.items() if k not in known | {'step', 'geometry'}}
     return CheckpointInfo(
-        root, model_cfg, data_cfg, stats, names, float(dt), int(raw.get('step', 0)), extra
+        root,
+        model_cfg,
+        data_cfg,
+        stats,
+        names,
+        float(dt),
+        int(raw.get('step', 0)),
+        extra,
+        geometry,
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import os
 
 from kinova_policy_ros.core.errors import CheckpointError
-from kinova_policy_ros.data.preprocess import preprocess_frames
+from kinova_policy_ros.data.preprocess import describe_fit, preprocess_frames, StreamGeometry
 from kinova_policy_ros.policy.checkpoint import CheckpointInfo, load_checkpoint
 from kinova_policy_ros.policy.model import TransformerJointGripperNoDQ
 import numpy as np
@@ -53,6 +53,8 @@ class PolicyRunner:
         self.pred_horizon: int = data.pred_horizon
         self.action_horizon: int = data.action_horizon
         self.image_hw: tuple[int, int] = data.resize_hw
+        #: the camera streams of the training data (None: an older checkpoint, unknown)
+        self.geometry: StreamGeometry | None = info.geometry
         self.q_min: np.ndarray = info.stats.q_min.copy()
         self.q_max: np.ndarray = info.stats.q_max.copy()
         self._q_norm = info.stats.q
@@ -97,6 +99,29 @@ class PolicyRunner:
                     )
         return cls(model, info, dev, use_cache)
 
+    def stream_report(self, rgb_hw: tuple[int, int], depth_hw: tuple[int, int]) -> tuple[str, str]:
+        """
+        Describe live stream sizes against the training data: ``(info, warning)``.
+
+        ``info`` says how each stream becomes the model input (:func:`describe_fit`); ``warning``
+        is empty unless a size or aspect ratio differs from the checkpoint's
+        :class:`StreamGeometry` (the model still runs). With an older checkpoint (no geometry)
+        ``info`` says that the sizes cannot be checked.
+        """
+        data = self.info.data
+        fits = (
+            f'rgb {describe_fit(rgb_hw, data.resize_hw, data.crop, data.fit)}, '
+            f'depth {describe_fit(depth_hw, data.resize_hw, data.crop, data.fit)} '
+            f'(data.fit {data.fit})'
+        )
+        if self.geometry is None:
+            return (
+                f'{fits}; the checkpoint does not record the camera stream sizes it was trained '
+                'on (written before they were recorded): live sizes are not checked',
+                '',
+            )
+        return fits, self.geometry.mismatch(rgb_hw, depth_hw)
+
     @property
     def num_observations(self) -> int:
         """Observations in the window (at most ``obs_horizon``)."""
@@ -125,6 +150,7 @@ class PolicyRunner:
             data.max_depth_m,
             data.normalize_depth01,
             data.crop,
+            data.fit,
         )  # [1,3,h,w], [1,1,h,w]
         q_t = torch.from_numpy(self._q_norm.normalize(q))[None]  # [1,7]
         return rgb_t.to(self.device), depth_t.to(self.device), q_t.to(self.device)
@@ -134,8 +160,8 @@ class PolicyRunner:
         """
         Add the newest observation.
 
-        :param rgb: uint8 [H, W, 3] RGB at any size (resized to the model's).
-        :param depth_m: float32 [H, W] metres, 0 = invalid.
+        :param rgb: uint8 [H, W, 3] RGB at any size (fitted to the model's: ``data.fit``).
+        :param depth_m: float32 [H', W'] metres, 0 = invalid, at any size (fitted on its own).
         :param q: [7] joint positions in rad, in ``joint_names`` order, in the range the model
             was trained on (unwrapped like the training data).
         """

@@ -169,7 +169,14 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         'dry_run',
         False,
-        'Run the policy and publish ~/predicted_trajectory, but never the command topic.',
+        'Run the policy and publish ~/predicted_trajectory and ~/predicted_ee_path, but never '
+        'the command topic; plans whether or not ~/enable was called (check the path first).',
+    ),
+    ParamSpec(
+        'base_frame',
+        kinematics.BASE_LINK,
+        'frame_id of ~/predicted_ee_path (nav_msgs/Path): the frame forward kinematics of the '
+        'predicted joints is expressed in (the robot base of the ros2_kortex URDF).',
     ),
     ParamSpec(
         'use_frame_cache',
@@ -213,6 +220,7 @@ class Settings:
     limits: CommandLimits
     enabled_on_start: bool
     dry_run: bool
+    base_frame: str
     use_frame_cache: bool
     trigger_on_rgb: bool
     diagnostics_period_s: float
@@ -282,7 +290,7 @@ def settings_from_values(values: Mapping[str, Any]) -> Settings:
         raise ConfigError(
             f"parameter 'device': expected auto, cpu, cuda or cuda:N, got {device!r}"
         )
-    for name in ('rgb_topic', 'depth_topic', 'joint_states_topic', 'command_topic'):
+    for name in ('rgb_topic', 'depth_topic', 'joint_states_topic', 'command_topic', 'base_frame'):
         if not str(values[name]).strip():
             raise ConfigError(f'parameter {name!r}: must not be empty')
     for name in (
@@ -325,6 +333,7 @@ def settings_from_values(values: Mapping[str, Any]) -> Settings:
         limits=limits,
         enabled_on_start=bool(values['enabled_on_start']),
         dry_run=bool(values['dry_run']),
+        base_frame=str(values['base_frame']).strip(),
         use_frame_cache=bool(values['use_frame_cache']),
         trigger_on_rgb=bool(values['trigger_on_rgb']),
         diagnostics_period_s=float(values['diagnostics_period_s']),

@@ -5,7 +5,12 @@ The node subscribes an RGB image, a depth image and ``/joint_states``; a control
 checkpoint's rate samples the newest of each, checks their age, pushes one observation into the
 :class:`~kinova_policy_ros.policy.inference.PolicyRunner` and, every ``action_horizon`` ticks,
 predicts ``pred_horizon`` steps and publishes the first ``action_horizon`` of them, bounded by
-:mod:`kinova_policy_ros.policy.safety`, as one ``trajectory_msgs/JointTrajectory``.
+:mod:`kinova_policy_ros.policy.safety`, as one ``trajectory_msgs/JointTrajectory``. Every plan
+is also published raw (``~/predicted_trajectory``) and as the end-effector path of forward
+kinematics (``~/predicted_ee_path``, ``nav_msgs/Path`` in ``base_frame``); with ``dry_run`` the
+node plans whether or not it is enabled and never publishes a command. Colour and depth may have
+any sizes: each is fitted to the model input on its own (``data.fit``); a size or aspect ratio
+that differs from the training data is logged once as a warning.
 
 This module wires the parts together: :mod:`~kinova_policy_ros.ros.parameters` (declaring and
 reading the parameters), :mod:`~kinova_policy_ros.ros.inputs` (decoding and the newest sample of
@@ -27,7 +32,13 @@ from typing import Any, TYPE_CHECKING
 from diagnostic_msgs.msg import DiagnosticArray
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
 from kinova_policy_ros.policy.safety import map_measured_into_range
-from kinova_policy_ros.ros.commands import command_msg, plan_window, predicted_msg
+from kinova_policy_ros.ros.commands import (
+    chain_order,
+    command_msg,
+    plan_window,
+    predicted_msg,
+    predicted_path_msg,
+)
 from kinova_policy_ros.ros.control_thread import ControlThread
 from kinova_policy_ros.ros.diagnostics import (
     diagnostic_array,
@@ -43,6 +54,7 @@ from kinova_policy_ros.ros.inputs import (
     FloatArray,
     InputBuffer,
     JointStateReader,
+    Observation,
     rgb_sample,
 )
 from kinova_policy_ros.ros.messages import now_ns
@@ -54,6 +66,7 @@ from kinova_policy_ros.ros.node_params import (
 )
 from kinova_policy_ros.ros.parameters import apply_updates, read_settings, runtime_updates
 from kinova_policy_ros.ros.services import ServiceHandlers
+from nav_msgs.msg import Path
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
@@ -104,6 +117,7 @@ class PolicyNode(Node):
         # Control-thread state.
         self._needs_reset = False
         self._ticks_until_plan = 0
+        self._stream_sizes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         self._create_publishers(s)
         self._create_subscriptions(s)
         self._service_handlers = ServiceHandlers(
@@ -161,6 +175,7 @@ class PolicyNode(Node):
         self._q_min = np.asarray(r.q_min, dtype=np.float64)
         self._q_max = np.asarray(r.q_max, dtype=np.float64)
         self._command_index = np.array(self.mapping.command_index, dtype=np.intp)
+        self._fk_index = chain_order(r.joint_names)  # None: not a 7-joint arm, no path
 
     def _create_publishers(self, s: Settings) -> None:
         # Commands are reliable (what joint_trajectory_controller subscribes with).
@@ -173,6 +188,7 @@ class PolicyNode(Node):
         self._predicted_pub = self.create_publisher(
             JointTrajectory, '~/predicted_trajectory', reliable
         )
+        self._path_pub = self.create_publisher(Path, '~/predicted_ee_path', reliable)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', reliable)
 
     def _create_subscriptions(self, s: Settings) -> None:
@@ -199,8 +215,12 @@ class PolicyNode(Node):
             + (' + the anchor frame, ' if r.anchor_frame else ', ')
             + f'joints {list(self.mapping.command_names)}, rgb {self.rgb_topic}, '
             f'depth {s.depth_topic}, joints {s.joint_states_topic}, '
-            + ('DRY RUN (no commands)' if s.dry_run else f'commands on {s.command_topic}')
-            + ('' if self.status.enabled else ', disabled: call ~/enable to start')
+            + (
+                'DRY RUN (no commands; plans and ~/predicted_ee_path before ~/enable too)'
+                if s.dry_run
+                else f'commands on {s.command_topic}'
+            )
+            + ('' if self.status.enabled or s.dry_run else ', disabled: call ~/enable to start')
         )
 
     # ----------------------------------------------------------------------------- parameters
@@ -260,6 +280,7 @@ class PolicyNode(Node):
             if self._needs_reset and self.status.state in FAULT_STATES:
                 self.get_logger().info('inputs are fresh again: observation buffer reset')
             self._needs_reset = False
+        self._check_stream_sizes(obs)
         q_meas = obs.q
         q_model = map_measured_into_range(q_meas, self._q_min, self._q_max, self.limits.continuous)
         try:
@@ -269,7 +290,7 @@ class PolicyNode(Node):
             self._set_state(INVALID, f'observation rejected: {err}')
             return
         self._ticks_until_plan -= 1
-        if not enabled:
+        if not enabled and not self.settings.dry_run:  # a dry run plans before ~/enable too
             self._ticks_until_plan = 0  # plan at once when enabled again
             self._set_state(DISABLED, 'call ~/enable to publish commands')
             return
@@ -297,8 +318,27 @@ class PolicyNode(Node):
         self._predicted_pub.publish(
             predicted_msg(pred, tick_ns, self.dt, self.mapping.command_names, self._command_index)
         )
+        if self._fk_index is not None:
+            self._path_pub.publish(
+                predicted_path_msg(
+                    pred[:, self._fk_index], tick_ns, self.dt, self.settings.base_frame
+                )
+            )
         self.status.record_plan(latency_s, self._command_pub is not None, plan.first)
         self._set_state(RUNNING, '')
+
+    def _check_stream_sizes(self, obs: Observation) -> None:
+        """Log how the streams are fitted, and warn if they differ from training (per size)."""
+        sizes = (obs.rgb.shape[:2], obs.depth.shape[:2])
+        if sizes == self._stream_sizes:
+            return
+        self._stream_sizes = sizes
+        rgb_hw = (int(sizes[0][0]), int(sizes[0][1]))
+        depth_hw = (int(sizes[1][0]), int(sizes[1][1]))
+        info, warning = self.runner.stream_report(rgb_hw, depth_hw)
+        self.get_logger().info(f'camera streams: {info}')
+        if warning:
+            self.get_logger().warning(f'camera streams differ from the training data: {warning}')
 
     # ----------------------------------------------------------------------------- diagnostics
 

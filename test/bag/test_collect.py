@@ -19,6 +19,7 @@ from kinova_policy_ros.bag.options import ConvertOptions
 from kinova_policy_ros.bag.report import BagReport
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.core.errors import BagError, SchemaError
+from kinova_policy_ros.data.preprocess import fit_stream
 from kinova_policy_ros.data.schema import load_episode
 from kinova_policy_ros.testing import bag_synthetic as syn
 import numpy as np
@@ -260,3 +261,27 @@ def test_available_memory_reads_meminfo() -> None:
         assert have is not None and 0 < have < 1 << 50
     else:
         assert have is None
+
+
+def test_depth_of_another_size_and_aspect_is_fitted_like_the_model_input() -> None:
+    # 64x48 colour (4:3) and 48x27 depth (16:9, like the Gen3's 480x270): depth is centre-cropped
+    # to 4:3 (a 36x27 box at x=6) and enlarged by nearest neighbour to the colour size.
+    col = _collector(capacity=2)
+    col.add_rgb(_rgb(100_000_000), bag_ns=1)
+    depth = syn.depth_frame(4, 27, 48)
+    col.add_depth(_depth(100_000_000, j=4, hw=(27, 48)), bag_ns=2)
+    col.settle_pending()
+    assert col.depth is not None and col.depth_native_hw == (27, 48)
+    want = fit_stream(depth, (48, 64), 'depth', resample='area_nearest')
+    np.testing.assert_allclose(col.depth[0], want, atol=1e-3)  # (16UC1: millimetres)
+    np.testing.assert_allclose(col.depth[0][:, 0], depth[np.arange(48) * 27 // 48, 6], atol=1e-3)
+    # with --resize, colour of another aspect is centre-cropped too: the same as the model path
+    resized = _collector(capacity=1, resize=(24, 24))
+    resized.add_rgb(_rgb(100_000_000), bag_ns=1)
+    assert resized.rgb is not None
+    want_rgb = fit_stream(syn.rgb_frame(0, 48, 64), (24, 24), 'rgb', resample='area_nearest')
+    np.testing.assert_array_equal(resized.rgb[0], want_rgb)
+    by_hand = np.ascontiguousarray(syn.rgb_frame(0, 48, 64)[:, 8:56])  # the centred 48x48 box
+    np.testing.assert_array_equal(
+        want_rgb, fit_stream(by_hand, (24, 24), 'rgb', resample='area_nearest')
+    )

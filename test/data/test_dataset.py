@@ -11,7 +11,7 @@ from kinova_policy_ros.core.config import DataConfig
 from kinova_policy_ros.core.errors import ConfigError, SchemaError
 from kinova_policy_ros.data import dataset as dataset_mod
 from kinova_policy_ros.data.dataset import KinovaJointDataset
-from kinova_policy_ros.data.preprocess import JointNormalizer, preprocess_frames
+from kinova_policy_ros.data.preprocess import fit_stream, JointNormalizer, preprocess_frames
 from kinova_policy_ros.data.schema import save_episode
 import numpy as np
 import pytest
@@ -35,8 +35,9 @@ def episodes(tmp_path: Path) -> list[Path]:
 
 def make(paths, **kw) -> KinovaJointDataset:
     kw.setdefault('cache_dir', paths[0].parent.parent / 'cache')
+    kw.setdefault('resize_hw', HW)
     return KinovaJointDataset(
-        paths[0].parent, obs_horizon=K, pred_horizon=T, resize_hw=HW, max_depth_m=0.81, **kw
+        paths[0].parent, obs_horizon=K, pred_horizon=T, max_depth_m=0.81, **kw
     )
 
 
@@ -226,6 +227,7 @@ def _every_field_changed() -> DataConfig:
     cfg = DataConfig(
         resize_hw=HW,
         crop=(0.1, 0.05, 0.8, 0.9),
+        fit='stretch',
         max_depth_m=0.81,
         normalize_depth01=False,
         max_episode_length=7,
@@ -268,3 +270,29 @@ def test_from_config_fails_loudly_when_a_field_is_lost(episodes):
     cfg = _every_field_changed()
     with pytest.raises(ConfigError, match=r'data\.action_horizon is 2, the dataset would use 5'):
         Lossy.from_config(episodes, cfg, cache_dir=episodes[0].parent.parent / 'cache')
+
+
+def test_frames_of_another_aspect_are_centre_cropped_and_the_geometry_recorded(episodes):
+    # 16x20 frames, an 8x8 model input: the centred 16x16 box (columns 2..18), then the resize.
+    report = {'image': {'native_hw': [720, 1280], 'depth_native_hw': [270, 480]}}
+    episodes[0].with_suffix('.json').write_text(json.dumps(report))
+    ds = make(episodes, resize_hw=(8, 8))
+    z = np.load(episodes[0])
+    item = ds[3]
+    obs = [0, 1, 2, 3]
+    want_rgb = fit_stream(np.ascontiguousarray(z['rgb'][obs][:, :, 2:18]), (8, 8), 'rgb')
+    np.testing.assert_allclose(
+        item['rgb'].numpy(), want_rgb.transpose(0, 3, 1, 2) / 255.0, rtol=1e-6
+    )
+    want_depth = fit_stream(np.ascontiguousarray(z['depth'][obs][:, :, 2:18]), (8, 8), 'depth')
+    np.testing.assert_allclose(
+        item['depth'][:, 0].numpy(), np.clip(want_depth, 0, 0.81) / 0.81, rtol=1e-6
+    )
+    stretched = make(episodes, resize_hw=(8, 8), fit='stretch')  # its own cache entry
+    assert not torch.equal(stretched[3]['rgb'], item['rgb'])
+    geometry = ds.stream_geometry()
+    # episode 0 has the converter's report (camera sizes), episode 1 only its frames
+    assert geometry.rgb_hw == ((16, 20), (720, 1280))
+    assert geometry.depth_hw == ((16, 20), (270, 480))
+    assert (geometry.resize_hw, geometry.crop, geometry.fit) == ((8, 8), None, 'center_crop')
+    assert stretched.stream_geometry().fit == 'stretch'

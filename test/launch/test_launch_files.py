@@ -30,6 +30,9 @@ POLICY_ARGS = {
     'depth_topic',
     'joint_states_topic',
     'command_topic',
+    'enabled_on_start',
+    'dry_run',
+    'base_frame',
 }
 
 
@@ -210,6 +213,11 @@ def test_policy_launch_parameters_are_declared_by_the_node_and_typed():
     assert keys >= {'checkpoint', 'use_sim_time', 'device', 'rgb_topic', 'command_topic'}
     # Overrides looked up by a variable name are launch arguments too.
     assert set(lf.constants['STRING_OVERRIDES']) <= set(lf.declared_arguments())
+    assert set(lf.constants['BOOL_OVERRIDES']) <= set(lf.declared_arguments())
+    assert set(lf.constants['BOOL_OVERRIDES']) >= {'dry_run', 'enabled_on_start'}
+    keys |= set(lf.constants['BOOL_OVERRIDES'])
+    for name in lf.constants['BOOL_OVERRIDES']:
+        assert node_params.PARAM_BY_NAME[name].type_name == 'bool', name
     assert keys <= known, f'launch file sets undeclared parameters {keys - known}'
     # Every ParameterValue says its type.
     for call in lf.calls_of('ParameterValue'):

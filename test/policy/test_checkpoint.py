@@ -1,5 +1,6 @@
 """The checkpoint directory: safetensors + JSON (no pickle), atomic writes, refusals by field."""
 
+import dataclasses
 import json
 from pathlib import Path
 import pickle
@@ -8,7 +9,7 @@ import shutil
 
 from kinova_policy_ros.core.config import DataConfig, ModelConfig
 from kinova_policy_ros.core.errors import CheckpointError
-from kinova_policy_ros.data.preprocess import JointStats
+from kinova_policy_ros.data.preprocess import JointStats, StreamGeometry
 from kinova_policy_ros.policy.checkpoint import (
     CheckpointInfo,
     CONFIG_FILE,
@@ -207,3 +208,27 @@ def test_link_points_at_the_target_relatively_and_moves_atomically(tmp_path: Pat
     root.rename(moved)  # relative: the run folder can be moved or copied
     assert (moved / 'last').resolve() == (moved / 'step_000002').resolve()
     assert sorted(p.name for p in moved.iterdir()) == ['last', 'step_000001', 'step_000002']
+
+
+def test_geometry_is_recorded_and_an_old_checkpoint_reads_as_unknown_and_stretched(
+    tmp_path: Path,
+):
+    out = tmp_path / 'ckpt'
+    model, info = model_and_info(out)
+    geometry = StreamGeometry(((720, 1280),), ((270, 480),), (24, 32), None, 'center_crop')
+    save_checkpoint(out, model, dataclasses.replace(info, geometry=geometry))
+    got = read_checkpoint_info(out)
+    assert got.geometry == geometry and got.data.fit == 'center_crop'
+    assert 'geometry' not in got.extra
+    raw = json.loads((out / CONFIG_FILE).read_text())
+    assert raw['geometry']['depth_hw'] == [[270, 480]]
+    # A checkpoint from before: no geometry (unknown) and no data.fit (streams were stretched).
+    del raw['geometry']
+    del raw['data']['fit']
+    (out / CONFIG_FILE).write_text(json.dumps(raw))
+    old = read_checkpoint_info(out)
+    assert old.geometry is None and old.data.fit == 'stretch'
+    raw['geometry'] = {'rgb_hw': [[720, 1280]], 'depth_hw': 'x', 'resize_hw': [24, 32], 'fit': 's'}
+    (out / CONFIG_FILE).write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match=r'json: geometry\.depth_hw: expected a list'):
+        read_checkpoint_info(out)

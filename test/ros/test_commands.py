@@ -1,14 +1,17 @@
 """Tests of kinova_policy_ros.ros.commands: the re-timed, bounded window and its messages."""
 
+from kinova_policy_ros.core import kinematics
 from kinova_policy_ros.core.errors import UnsafeCommandError
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.policy.safety import bound_trajectory, CommandLimits
 from kinova_policy_ros.ros.commands import (
+    chain_order,
     command_msg,
     MIN_LEAD_NS,
     Plan,
     plan_window,
     predicted_msg,
+    predicted_path_msg,
 )
 import numpy as np
 import pytest
@@ -110,3 +113,33 @@ def test_predicted_msg_is_stamped_and_timed_per_period():
     assert [stamp_to_ns(p.time_from_start) for p in msg.points] == [DT_NS, 2 * DT_NS, 3 * DT_NS]
     assert list(msg.points[2].positions) == [15.0, 14.0, 16.0, 17.0, 18.0, 19.0, 20.0]
     assert all(len(p.velocities) == 0 for p in msg.points)
+
+
+def test_predicted_path_is_forward_kinematics_of_each_predicted_point():
+    pred = kinematics.HOME + np.linspace(0.0, 0.3, 5)[:, None] * np.array([1, -1, 1, 1, -1, 1, 1])
+    msg = predicted_path_msg(pred, 10 * DT_NS, DT, 'base_link')
+    assert msg.header.frame_id == 'base_link' and stamp_to_ns(msg.header.stamp) == 10 * DT_NS
+    assert len(msg.poses) == 5
+    for i, pose in enumerate(msg.poses):
+        assert pose.header.frame_id == 'base_link'
+        assert stamp_to_ns(pose.header.stamp) == (10 + i + 1) * DT_NS
+        want = kinematics.fk_matrix(pred[i])
+        p, o = pose.pose.position, pose.pose.orientation
+        np.testing.assert_allclose([p.x, p.y, p.z], want[:3, 3], atol=1e-12)
+        quat = kinematics.matrix_to_quaternion(want[:3, :3])
+        # the same rotation (q and -q are one rotation)
+        assert abs(abs(np.dot([o.x, o.y, o.z, o.w], quat)) - 1.0) < 1e-9
+    # the poses move: the path is not one point repeated
+    first, last = msg.poses[0].pose.position, msg.poses[-1].pose.position
+    assert np.hypot(first.x - last.x, first.y - last.y) > 0.01
+
+
+def test_chain_order_finds_the_arm_joints_by_name():
+    names = [f'joint_{i}' for i in range(1, 8)]
+    assert chain_order(names).tolist() == list(range(7))
+    shuffled = ['joint_3', 'joint_1', 'joint_2', 'joint_7', 'joint_5', 'joint_6', 'joint_4']
+    order = chain_order(shuffled)
+    assert [shuffled[i] for i in order] == names
+    assert chain_order([f'left_{n}' for n in names]).tolist() == list(range(7))  # a prefix
+    assert chain_order([f'a{i}' for i in range(7)]).tolist() == list(range(7))  # other names
+    assert chain_order(names[:6]) is None  # not a 7-joint arm: no forward kinematics

@@ -1,6 +1,7 @@
 """Tests of kinova_policy_ros.ros.inputs: decoding, joint selection, the newest-sample buffer."""
 
 from kinova_policy_ros.core import image_codec
+from kinova_policy_ros.data.preprocess import fit_stream
 from kinova_policy_ros.ros.diagnostics import INVALID, RUNNING, STALE, WAITING
 from kinova_policy_ros.ros.inputs import (
     depth_sample,
@@ -85,6 +86,64 @@ def test_depth_sample_of_a_colour_image_names_the_topic_and_the_encoding():
     sample = depth_sample(_image(image_codec.encode_rgb8(_rgb_array())), 3, DEPTH_TOPIC)
     assert sample.value is None
     assert sample.error.startswith(f'{DEPTH_TOPIC}: ') and 'rgb8' in sample.error
+
+
+def _padded(encoding: str, pixels: np.ndarray, pad: int) -> Image:
+    """Return an rclpy Image of ``pixels`` (stored channels), ``pad`` bytes after every row."""
+    h, w = pixels.shape[:2]
+    rows = np.ascontiguousarray(pixels).view(np.uint8).reshape(h, -1)
+    rows = np.concatenate([rows, np.full((h, pad), 0xCD, np.uint8)], axis=1)
+    msg = Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=rows.shape[1])
+    msg.data = rows.tobytes()
+    return msg
+
+
+@pytest.mark.parametrize('pad', [0, 5])
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8'])
+def test_every_colour_encoding_a_camera_sends_reaches_the_model_input(encoding, pad):
+    # The node's path: rclpy Image -> rgb_sample -> fit_stream (the model input).
+    rgb = np.random.default_rng(3).integers(0, 256, (9, 16, 3), dtype=np.uint8)
+    if encoding == 'mono8':
+        rgb[...] = rgb[..., :1]
+    alpha = np.full((9, 16, 1), 77, np.uint8)
+    stored = {
+        'rgb8': rgb,
+        'bgr8': rgb[..., ::-1],
+        'rgba8': np.concatenate([rgb, alpha], axis=2),
+        'bgra8': np.concatenate([rgb[..., ::-1], alpha], axis=2),
+        'mono8': rgb[..., 0],
+    }[encoding]
+    sample = rgb_sample(_padded(encoding, stored, pad), 1, RGB_TOPIC)
+    assert sample.error == '' and sample.value is not None
+    np.testing.assert_array_equal(sample.value, rgb)
+    model = fit_stream(sample.value, (6, 8), 'rgb')  # 16x9 -> the centred 12x9 box -> 8x6
+    by_hand = fit_stream(np.ascontiguousarray(rgb[:, 2:14]), (6, 8), 'rgb')
+    np.testing.assert_array_equal(model, by_hand)
+
+
+@pytest.mark.parametrize('fmt', ['jpeg', 'png'])
+def test_compressed_colour_reaches_the_model_input(fmt):
+    rgb = np.zeros((18, 32, 3), np.uint8)
+    rgb[:, :, 0] = 200  # flat red: jpeg keeps it within a few levels
+    payload_fmt, data = image_codec.encode_compressed_rgb(rgb, fmt)
+    sample = rgb_sample(CompressedImage(format=payload_fmt, data=data), 2, RGB_TOPIC)
+    assert sample.error == '' and sample.value is not None and sample.value.shape == (18, 32, 3)
+    model = fit_stream(sample.value, (6, 8), 'rgb').astype(int)
+    assert np.all(np.abs(model - [200, 0, 0]) <= (0 if fmt == 'png' else 4))
+
+
+@pytest.mark.parametrize('pad', [0, 6])
+def test_depth_encodings_with_padded_rows_give_metres_and_zero_for_no_reading(pad):
+    mm = np.array([[0, 500, 1250, 65535]] * 3, np.uint16)
+    sample = depth_sample(_padded('16UC1', mm, pad), 1, DEPTH_TOPIC)
+    assert sample.error == '' and sample.value is not None
+    np.testing.assert_allclose(sample.value, mm * 0.001, rtol=1e-6)
+    metres = np.array([[np.nan, 0.5, 1.25, -1.0]] * 3, np.float32)  # NaN: no reading
+    sample = depth_sample(_padded('32FC1', metres, pad), 2, DEPTH_TOPIC)
+    assert sample.error == '' and sample.value is not None
+    np.testing.assert_array_equal(sample.value, np.nan_to_num(np.clip(metres, 0, None)))
+    model = fit_stream(sample.value, (3, 4), 'depth')
+    assert np.all(np.isfinite(model)) and model[0, 0] == 0.0
 
 
 # ------------------------------------------------------------------------------ joint states
