@@ -36,6 +36,7 @@ from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import BagError
 from kinova_policy_ros.core.progress import Progress, progress
 from kinova_policy_ros.data.npz_writer import FrameStream
+from kinova_policy_ros.data.preprocess import stream_box
 from kinova_policy_ros.data.schema import Episode, save_episode
 import numpy as np
 import numpy.typing as npt
@@ -89,15 +90,24 @@ def _camera(
     k = np.asarray(info.k, dtype=np.float64).reshape(3, 3).copy()
     d = np.asarray(info.d, dtype=np.float64).reshape(-1).copy()
     iw, ih = int(info.width), int(info.height)
-    src_w, src_h = (iw, ih) if iw > 0 and ih > 0 else (col.native_hw[1], col.native_hw[0])
-    k[0] *= w / src_w
-    k[1] *= h / src_h
+    nh, nw = col.native_hw
+    sx, sy = (nw / iw, nh / ih) if iw > 0 and ih > 0 else (1.0, 1.0)
+    k[0] *= sx  # calibrated at another resolution than the frames': to the frames' pixels
+    k[1] *= sy
+    # The frames are the centred box of the output's aspect, resized (collect.fit_frame):
+    # move the principal point into the box, then scale.
+    top, left, bh, bw = stream_box((nh, nw), (h, w))
+    k[0, 2] -= left
+    k[1, 2] -= top
+    k[0] *= w / bw
+    k[1] *= h / bh
     meta: CameraInfoReport = {
         'present': True,
         'width': iw,
         'height': ih,
         'distortion_model': str(info.distortion_model),
-        'k_scale_xy': [w / src_w, h / src_h],
+        'k_scale_xy': [sx * w / bw, sy * h / bh],
+        'crop_box': [top, left, bh, bw],
     }
     return k, d, meta
 

@@ -124,6 +124,7 @@ class CameraInfoReport(TypedDict, total=False):
     height: int
     distortion_model: str
     k_scale_xy: list[float]
+    crop_box: list[int]  # (top, left, height, width) of the frames kept, in frame pixels
 
 
 class TimeSpan(TypedDict):

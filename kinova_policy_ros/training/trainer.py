@@ -146,6 +146,7 @@ class Trainer:
                 'val_episodes': [p.name for p in self.val_files],
                 'train_config': to_dict(self.cfg.train),
             },
+            geometry=self.train_ds.stream_geometry(),
         )
 
     def save(self) -> Path:

@@ -420,3 +420,19 @@ def test_overwrite_removes_only_stale_outputs_of_the_same_bag(tmp_path: Path) ->
     refused = r'c: output .*c\.json exists; use --overwrite to replace it \(2 existing file'
     with pytest.raises(BagError, match=refused):
         _convert(tmp_path / 'c', out)
+
+
+def test_intrinsics_follow_the_centre_crop_to_another_aspect(tmp_path: Path) -> None:
+    """16:9 frames (kinova_vision's colour) converted to a 3:4 size: K moves into the kept box."""
+    spec = syn.SynthSpec(n_frames=4, height=36, width=64)
+    truth = syn.write_bag(tmp_path / 'wide', spec)
+    _, report = _convert(tmp_path / 'wide', tmp_path / 'o', resize=(24, 32))
+    ep = load_episode(tmp_path / 'o' / 'wide.npz')
+    # the box: full height 36, width 36 * 32 / 24 = 48, centred: left (64 - 48) / 2 = 8
+    assert report['camera_info']['crop_box'] == [0, 8, 36, 48]
+    k = truth.camera_K.copy()
+    k[0, 2] -= 8
+    k[0] *= 32 / 48
+    k[1] *= 24 / 36
+    np.testing.assert_allclose(ep.camera_K, k)
+    assert report['camera_info']['k_scale_xy'] == pytest.approx([32 / 48, 24 / 36])

@@ -73,6 +73,11 @@ def test_best_follows_validation_or_else_the_last_checkpoint(data: Path, tmp_pat
     ck = tmp_path / 'noval' / 'checkpoints'
     assert (ck / 'best').resolve() == (ck / 'last').resolve() == ck / 'step_000002'
     assert read_checkpoint_info(ck / 'best').extra['val_loss'] is None
+    # The checkpoint records the camera geometry it was trained on (the node checks live streams).
+    geometry = read_checkpoint_info(ck / 'best').geometry
+    assert geometry is not None
+    assert geometry.rgb_hw == geometry.depth_hw == ((24, 32),)
+    assert geometry.fit == 'center_crop' and tuple(geometry.resize_hw) == (24, 32)
 
 
 def test_set_up_errors_name_the_setting(data: Path, tmp_path: Path, monkeypatch):
