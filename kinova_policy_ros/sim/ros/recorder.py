@@ -300,6 +300,7 @@ def write_expert_episode(
     variation, final distance, success, message counts).
     """
     sink = BagSink(path, default_topics(), storage)
+    expert = expert or ExpertConfig(tcp_offset=sim.scene.tcp_offset)
     try:
         spec, drawn = _start_episode(sim, seed, variation, expert)
         writer = _SensorWriter(sim, sink, rates or RecordingRates(), start_ns)
