@@ -175,8 +175,8 @@ def plan_reach(
 
     ``target`` is where the TCP goes. When the TCP is already near the target (within
     ``direct_radius`` horizontally, below the pre-grasp height + ``column_tolerance``) the
-    approach phase is skipped and the reach goes straight to the target, so re-planning from any state of an episode continues
-    the reach instead of restarting it.
+    approach phase is skipped and the reach goes straight to the target, so re-planning from
+    any state of an episode continues the reach instead of restarting it.
     """
     cfg = config or ExpertConfig()
     q0 = np.asarray(q_start, dtype=np.float64).copy()
