@@ -150,7 +150,8 @@ def test_publishes_driver_and_camera_topics(harness: Harness):
     js = harness.last['joint_states']
     assert sorted(js.name) == sorted([*kin.JOINT_NAMES, GRIPPER_JOINT])
     assert list(js.name) != sorted(js.name)  # order is not guaranteed: consumers map by name
-    assert len(js.position) == len(js.velocity) == 8
+    assert len(js.position) == len(js.velocity) == len(js.effort) == 8  # efforts: servo torques
+    assert dict(zip(js.name, js.effort))[GRIPPER_JOINT] == 0.0
     q = harness.q()
     assert (np.abs(q[kin.CONTINUOUS]) <= np.pi).all()  # wrapped like the Kortex driver
     rgb, depth, info = (harness.last[k] for k in ('rgb', 'depth', 'camera_info'))
