@@ -43,7 +43,7 @@ from kinova_policy_ros.sim.camera import camera_profile, CameraProfile, DEFAULT_
 from kinova_policy_ros.sim.env import CameraIntrinsics, Gen3Sim, GRIPPER_JOINT
 from kinova_policy_ros.sim.expert import JointPlan
 from kinova_policy_ros.sim.mjcf import SceneConfig
-from kinova_policy_ros.sim.ros.node_runner import run_node
+from kinova_policy_ros.sim.ros.node_runner import run_node as run_node
 from kinova_policy_ros.sim.trajectory import (
     TrajectoryCommand,
     TrajectoryFollower,

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from kinova_policy_ros.sim.ros import node_runner, signals
+from kinova_policy_ros.sim.ros import node_runner
 import pytest
 import rclpy
 from rclpy.node import Node
@@ -119,31 +119,6 @@ def test_both_exit_0_while_a_commanded_trajectory_runs(
     for name, p in (('sim_expert', expert), ('sim_node', sim)):
         rc, out = p.stop(sig)
         _assert_clean(rc, out, name)
-
-
-def test_entry_points_are_recognised_by_module_or_script_name():
-    assert signals.entry_point(['python', '-m', SIM, '--ros-args'], ['-m']) == SIM
-    assert signals.entry_point(['/usr/bin/sim_expert'], ['/usr/bin/sim_expert']) == 'sim_expert'
-    assert signals.entry_point(['python', '-m', 'pytest'], ['x']) == 'pytest'
-    assert {SIM, EXPERT, 'sim_node', 'sim_expert'} <= signals.ENTRY_POINTS
-    assert 'pytest' not in signals.ENTRY_POINTS
-
-
-def test_a_signal_becomes_a_stop_request_and_the_handlers_are_restored():
-    before = signal.getsignal(signal.SIGTERM)
-    previous = signals.install()
-    try:
-        assert signal.getsignal(signal.SIGTERM) is signals.request_stop
-        signals._stop.clear()
-        os.kill(os.getpid(), signal.SIGTERM)
-        end = time.monotonic() + 5.0
-        while not signals.stop_requested() and time.monotonic() < end:
-            time.sleep(0.01)
-        assert signals.stop_requested()
-    finally:
-        signals.restore(previous)
-        signals._stop.clear()
-    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_spin_loop_returns_when_stopped_and_the_context_is_shut_down_after():
