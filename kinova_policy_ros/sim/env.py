@@ -23,8 +23,8 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 GRIPPER_JOINT = 'robotiq_85_left_knuckle_joint'
-__all__ = ['GRIPPER_JOINT', 'TCP_OFFSET_2F85']
-
+TCP_OFFSET = TCP_OFFSET_2F85
+"""The default tool centre point offset (m along the tool z), the Robotiq 2F-85's."""
 
 
 @dataclass(frozen=True)
