@@ -5,9 +5,12 @@ Usage::
 
     ros2 launch kinova_policy_ros sim_demo.launch.py checkpoint:=/path/to/checkpoint
     ros2 launch kinova_policy_ros sim_demo.launch.py checkpoint:=... seed:=1000 device:=cuda
+    ros2 launch kinova_policy_ros sim_demo.launch.py checkpoint:=... camera_profile:=kinova_vision
 
 The simulator publishes ``/joint_states`` and ``/camera/...`` exactly like ros2_kortex and a
-camera driver, and follows ``/joint_trajectory_controller/joint_trajectory``; the policy node is
+camera driver (``camera_profile:=kinova_vision``: the Gen3 vision module's colour 1280x720 and
+depth 480x270 at 30 Hz, which override the image parameters of the params file), and follows
+``/joint_trajectory_controller/joint_trajectory``; the policy node is
 the one of ``policy.launch.py``, enabled on start. Reset to the next seeded episode with
 ``ros2 service call /sim_node/reset std_srvs/srv/Trigger``; watch
 ``ros2 topic echo /sim_node/task_state`` for the distance to the target and success.
@@ -40,6 +43,16 @@ def _launch_setup(context: LaunchContext) -> list[Node]:
         ),
         'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool),
     }
+    profile = LaunchConfiguration('camera_profile').perform(context).strip()
+    sim_overrides['camera_profile'] = ParameterValue(profile, value_type=str)
+    if profile != 'small':
+        from kinova_policy_ros.sim.camera import camera_profile
+
+        camera = camera_profile(profile)
+        sim_overrides['image_width'] = ParameterValue(camera.color.width, value_type=int)
+        sim_overrides['image_height'] = ParameterValue(camera.color.height, value_type=int)
+        sim_overrides['camera_fovy_deg'] = ParameterValue(camera.color.fovy_deg, value_type=float)
+        sim_overrides['camera_rate_hz'] = ParameterValue(camera.rate_hz, value_type=float)
     if LaunchConfiguration('device').perform(context).strip():
         policy_overrides['device'] = ParameterValue(LaunchConfiguration('device'), value_type=str)
     sim = Node(
@@ -71,6 +84,12 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument(
                 'seed', default_value='1000', description='Seed of the first simulated episode.'
+            ),
+            DeclareLaunchArgument(
+                'camera_profile',
+                default_value='small',
+                choices=['small', 'kinova_vision'],
+                description='Simulated camera: small (128x96) or kinova_vision (Gen3 module).',
             ),
             DeclareLaunchArgument(
                 'sim_params_file',

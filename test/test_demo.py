@@ -61,6 +61,11 @@ def test_tiny_profile_runs_every_stage_and_writes_the_report(tmp_path: Path, cap
     assert summary['table']['demonstrations recorded / episodes converted'] == '4 / 4'
     assert summary['closed_loop']['episodes'] == 1
     assert 0.0 <= summary['closed_loop']['success_3cm'] <= 1.0
+    # success at the tool centre point (success_3cm) and at the flange, both reported
+    assert 0.0 <= summary['closed_loop']['success_3cm_flange'] <= 1.0
+    assert summary['camera_profile'] == 'small'
+    assert 'success within 3 cm / 5 cm at the flange' in summary['table']
+    assert 'at the flange' in printed
     assert set(summary['timings_s']) == {'record', 'convert', 'train', 'closed_loop', 'total'}
     assert Path(summary['checkpoint']).is_dir()
     assert summary['plots'] and all((out / p).is_file() for p in summary['plots'])
@@ -88,6 +93,7 @@ def test_report_table_formats_every_figure():
     assert table == {
         'success within 3 cm': '70% of 10',
         'success within 5 cm': '90% of 10',
+        'success within 3 cm / 5 cm at the flange': 'n/a / n/a',  # not in this summary
         'final distance, median / mean': '2.1 / n/a cm',
         'chunk-boundary velocity jump, median / p95': '0.050 / 0.400 rad/s',
         'node inference latency p50 / p99': '12.3 / 30.0 ms',
@@ -95,3 +101,41 @@ def test_report_table_formats_every_figure():
         'demonstrations recorded / episodes converted': '150 / 148',
         'wall time': '12.5 min',
     }
+
+
+def test_report_table_has_the_flange_figures_next_to_the_tcp_ones():
+    closed = {
+        'episodes': 4, 'success_3cm': 0.75, 'success_5cm': 1.0, 'success_3cm_flange': 0.0,
+        'success_5cm_flange': 0.25, 'median_final_distance': 0.01, 'mean_final_distance': 0.02,
+        'boundary_jump_median': None, 'boundary_jump_p95': None, 'latency_p50_ms': None,
+        'latency_p99_ms': None,
+    }
+    table = demo.report_table(closed, {'mae_rad_per_step': [0.01]}, 4, 4, 60.0)
+    assert table['success within 3 cm'] == '75% of 4'
+    assert table['success within 3 cm / 5 cm at the flange'] == '0% / 25%'
+
+
+def test_camera_profile_option_reaches_recording_and_evaluation(monkeypatch, tmp_path: Path):
+    seen: dict[str, object] = {}
+
+    def fake_run(profile, out, fresh, camera_profile='small'):
+        seen['camera_profile'] = camera_profile
+        return {}
+
+    monkeypatch.setattr(demo, 'run', fake_run)
+    assert demo.main(['--camera-profile', 'kinova_vision', '--out', str(tmp_path)]) == 0
+    assert seen['camera_profile'] == 'kinova_vision'
+    with pytest.raises(SystemExit):
+        demo.main(['--camera-profile', 'fisheye'])
+
+    from kinova_policy_ros.sim.ros import record_demos
+
+    def fake_record(out, seeds, options, workers=1):
+        seen['scene'], seen['rates'] = options.scene, options.rates
+        return []
+
+    monkeypatch.setattr(record_demos, 'record_offline', fake_record)
+    assert demo.record(tmp_path, demo.PROFILES['default'], 'kinova_vision') == []
+    scene = seen['scene']
+    assert (scene.image_width, scene.image_height, scene.depth_size) == (1280, 720, (480, 270))
+    assert scene.depth_frame == 'camera_depth_frame' and seen['rates'].camera_hz == 30.0

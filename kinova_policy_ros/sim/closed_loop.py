@@ -206,11 +206,12 @@ class ExpertPolicy:
 
     def predict(self) -> np.ndarray:
         """Return ``[pred_horizon, 7]`` joint targets along a plan from the measured state."""
-        from kinova_policy_ros.sim.expert import plan_reach
+        from kinova_policy_ros.sim.expert import ExpertConfig, plan_reach
 
         assert self._q is not None
         if self._plan is None:
-            self._plan = (0.0, plan_reach(self._q, self.sim.target_position()))
+            cfg = ExpertConfig(tcp_offset=self.sim.scene.tcp_offset)
+            self._plan = (0.0, plan_reach(self._q, self.sim.target_position(), cfg))
         t0, plan = self._plan
         t = self.sim.time - t0 + (np.arange(self.pred_horizon) + 1) * self.dt
         return np.stack([np.interp(t, plan.times, plan.positions[:, j]) for j in range(7)], axis=1)

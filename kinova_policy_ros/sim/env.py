@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import ConfigError
-from kinova_policy_ros.sim.mjcf import build_mjcf, SceneConfig
+from kinova_policy_ros.sim.mjcf import build_mjcf, SceneConfig, TCP_OFFSET_2F85
 import mujoco
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +23,8 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 GRIPPER_JOINT = 'robotiq_85_left_knuckle_joint'
+TCP_OFFSET = TCP_OFFSET_2F85
+"""The default tool centre point offset (m along the tool z), the Robotiq 2F-85's."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,13 @@ class CameraIntrinsics:
     def P(self) -> FloatArray:
         """Projection matrix ``[3, 4]`` of a monocular camera: ``[K | 0]``."""
         return np.hstack([self.K, np.zeros((3, 1))])
+
+
+def tcp_point(ee: npt.ArrayLike, offset: float) -> FloatArray:
+    """Point ``offset`` metres along the z axis of the pose ``ee`` ``[4, 4]`` (its TCP)."""
+    t = np.asarray(ee, dtype=np.float64)
+    point: FloatArray = t[:3, 3] + offset * t[:3, 2]
+    return point
 
 
 def intrinsics_from_fovy(width: int, height: int, fovy_deg: float) -> FloatArray:
@@ -83,7 +92,7 @@ class Gen3Sim:
 
     :param scene: geometry, camera and servo gains.
     :param start_noise: half-width (rad) of the uniform perturbation of the home start pose.
-    :param success_threshold: end-effector to target distance (m) counted as success.
+    :param success_threshold: tool centre point to target distance (m) counted as success.
     :param render: create the offscreen renderer (needs EGL or OSMesa; set ``MUJOCO_GL``).
     """
 
@@ -112,14 +121,23 @@ class Gen3Sim:
         self._vadr = np.array(
             [self.model.joint(name).dofadr[0] for name in kin.JOINT_NAMES], dtype=np.intp
         )
+        self._actuator = {
+            str(self.model.actuator(i).name).removesuffix('_servo'): i
+            for i in range(self.model.nu)
+        }
         self._ee_site = self.model.site('end_effector').id
         self._camera = self.model.camera('rgbd').id
+        self._depth_camera = self.model.camera('depth').id
         self._ff_gain = self.scene.kv / self.scene.kp
         self._renderer: mujoco.Renderer | None = None
+        self._depth_renderer: mujoco.Renderer | None = None
         if render:
             self._renderer = mujoco.Renderer(
                 self.model, height=self.scene.image_height, width=self.scene.image_width
             )
+            dw, dh = self.scene.depth_size
+            if (dw, dh) != (self.scene.image_width, self.scene.image_height):
+                self._depth_renderer = mujoco.Renderer(self.model, height=dh, width=dw)
         self._ref = kin.HOME.copy()
         self.episode = episode_spec(0, self.scene, self.start_noise)
         self.reset(0)
@@ -206,6 +224,18 @@ class Gen3Sim:
         """Arm joint velocities ``[7]``, rad/s."""
         return np.array(self.data.qvel[self._vadr], dtype=np.float64)
 
+    def joint_efforts(self, names: tuple[str, ...] = kin.JOINT_NAMES) -> FloatArray:
+        """
+        Actuator force (N m) of each joint in ``names``: the servo torque of the last step.
+
+        A joint without an actuator in the model (e.g. a gripper joint) reads 0.
+        """
+        force = self.data.actuator_force
+        return np.array(
+            [float(force[self._actuator[n]]) if n in self._actuator else 0.0 for n in names],
+            dtype=np.float64,
+        )
+
     def ee_matrix(self) -> FloatArray:
         """Homogeneous pose of ``end_effector_link`` in ``base_link``."""
         t = np.eye(4)
@@ -223,23 +253,42 @@ class Gen3Sim:
         pos: FloatArray = np.array(self.data.mocap_pos[0], dtype=np.float64)
         return pos - [0.0, 0.0, self.scene.table_height]
 
+    def tcp_position(self) -> FloatArray:
+        """Tool centre point (``SceneConfig.tcp_offset`` along the tool z) in ``base_link``."""
+        return tcp_point(self.ee_matrix(), self.scene.tcp_offset)
+
     def distance(self) -> float:
-        """Distance from the end effector to the target centre, m."""
+        """Distance from the tool centre point (between the fingertips) to the target, m."""
+        return float(np.linalg.norm(self.tcp_position() - self.target_position()))
+
+    def flange_distance(self) -> float:
+        """Distance from ``end_effector_link`` (the flange) to the target centre, m."""
         return float(np.linalg.norm(self.ee_matrix()[:3, 3] - self.target_position()))
 
     def success(self) -> bool:
-        """Whether the end effector is within ``success_threshold`` of the target."""
+        """Whether the tool centre point is within ``success_threshold`` of the target."""
         return self.distance() <= self.success_threshold
 
     # -- camera --------------------------------------------------------------------------------
     def camera_info(self) -> CameraIntrinsics:
-        """Intrinsics of the rendered RGB and depth images (they share one camera)."""
+        """Intrinsics of the rendered colour image."""
         s = self.scene
         return CameraIntrinsics(
             width=s.image_width,
             height=s.image_height,
             K=intrinsics_from_fovy(s.image_width, s.image_height, s.camera_fovy_deg),
             frame_id=s.camera_frame_id,
+        )
+
+    def depth_camera_info(self) -> CameraIntrinsics:
+        """Intrinsics of the rendered depth image (its own camera, size and frame id)."""
+        s = self.scene
+        width, height = s.depth_size
+        return CameraIntrinsics(
+            width=width,
+            height=height,
+            K=intrinsics_from_fovy(width, height, s.depth_fovy),
+            frame_id=s.depth_frame,
         )
 
     def camera_pose(self) -> FloatArray:
@@ -252,16 +301,20 @@ class Gen3Sim:
 
     def render(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
         """
-        Render the camera: ``rgb`` uint8 ``[H, W, 3]`` and ``depth`` float32 ``[H, W]`` metres.
+        Render the cameras: ``rgb`` uint8 ``[H, W, 3]`` and ``depth`` float32 ``[Hd, Wd]`` metres.
 
-        Depth is the distance along the optical axis; 0 where nothing is within
-        ``SceneConfig.depth_far``.
+        Colour comes from camera ``rgbd``, depth from camera ``depth`` (same pose, its own size
+        and field of view). Depth is the distance along the optical axis; 0 where nothing is
+        within ``SceneConfig.depth_far``.
         """
         if self._renderer is None:
             raise RuntimeError('Gen3Sim was created with render=False')
         r = self._renderer
         r.update_scene(self.data, camera=self._camera)
         rgb = r.render().copy()
+        if self._depth_renderer is not None:
+            r = self._depth_renderer
+        r.update_scene(self.data, camera=self._depth_camera)
         r.enable_depth_rendering()
         try:
             depth = r.render().astype(np.float32)
@@ -272,9 +325,10 @@ class Gen3Sim:
 
     def close(self) -> None:
         """Free the renderer (its GL context)."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        for renderer in (self._renderer, self._depth_renderer):
+            if renderer is not None:
+                renderer.close()
+        self._renderer = self._depth_renderer = None
 
     def __enter__(self) -> 'Gen3Sim':
         return self

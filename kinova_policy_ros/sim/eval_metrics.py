@@ -4,7 +4,9 @@ Metrics of a closed-loop evaluation from what a harness recorded (pure: no ROS, 
 The harness (``sim.ros.eval_recorder``) keeps every message it receives with its receipt time;
 :func:`episode_metrics` turns one episode's record into the per-episode result and
 :func:`summarize` aggregates the episodes. Definitions follow :mod:`kinova_policy_ros.sim.
-closed_loop`: success = final distance end effector -> target within 3 cm / 5 cm, and the
+closed_loop`: success = final distance tool centre point (between the fingertips) -> target
+within 3 cm / 5 cm (``success_3cm``; the same at the flange, ``end_effector_link``:
+``success_3cm_flange``), and the
 velocity jump at each chunk boundary = max over joints of |desired velocity of the running
 trajectory - desired velocity of the replacing one| at the instant a command replaces it,
 obtained by replaying the commands through the simulator's ``TrajectoryFollower``.
@@ -75,6 +77,9 @@ class EpisodeResult(TypedDict):
     min_distance: float
     success_3cm: bool
     success_5cm: bool
+    final_distance_flange: float | None
+    success_3cm_flange: bool | None
+    success_5cm_flange: bool | None
     time_to_success_s: float | None
     duration_s: float
     commands_received: int
@@ -114,6 +119,9 @@ class Summary(TypedDict):
     success_5cm: float | None
     mean_final_distance: float | None
     median_final_distance: float | None
+    success_3cm_flange: float | None
+    success_5cm_flange: float | None
+    median_final_distance_flange: float | None
     commands_received: int
     policy_problem_reports: int
     chunk_boundaries: int
@@ -238,8 +246,12 @@ def _task_metrics(
     reached: npt.NDArray[np.intp] = np.nonzero(distance <= SUCCESS_3CM)[0]
     final = float(distance[-1])
     first, last = tasks[0][1], tasks[-1][1]
+    flange = float_or_none(last.get('distance_flange'))
     return {
         'final_distance': final,
+        'final_distance_flange': flange,
+        'success_3cm_flange': None if flange is None else flange <= SUCCESS_3CM,
+        'success_5cm_flange': None if flange is None else flange <= SUCCESS_5CM,
         'min_distance': float(distance.min()),
         'success_3cm': final <= SUCCESS_3CM,
         'success_5cm': final <= SUCCESS_5CM,
@@ -309,6 +321,9 @@ def episode_metrics(
         'min_distance': task['min_distance'],
         'success_3cm': task['success_3cm'],
         'success_5cm': task['success_5cm'],
+        'final_distance_flange': task['final_distance_flange'],
+        'success_3cm_flange': task['success_3cm_flange'],
+        'success_5cm_flange': task['success_5cm_flange'],
         'time_to_success_s': task['time_to_success_s'],
         'duration_s': (end_ns - t0_ns) * 1e-9,
         'commands_received': len(commands),
@@ -348,7 +363,9 @@ def _stat(
 
 
 def _rate(episodes: Sequence[Mapping[str, Any]], key: str) -> float | None:
-    return float(np.mean([bool(e[key]) for e in episodes])) if episodes else None
+    """Share of the episodes where ``key`` is true; None when no episode has a value."""
+    values = [bool(e[key]) for e in episodes if e.get(key) is not None]
+    return float(np.mean(values)) if values else None
 
 
 def summarize(
@@ -367,6 +384,10 @@ def summarize(
         [j for e in episodes for j in e.get('chunk_velocity_jumps', [])], dtype=np.float64
     )
     durations = np.array([float(e['duration_s']) for e in episodes], dtype=np.float64)
+    flange = np.array(
+        [d for e in episodes if (d := e.get('final_distance_flange')) is not None],
+        dtype=np.float64,
+    )
     diag = dict(last_diag or {})
     return {
         'episodes': len(episodes),
@@ -375,6 +396,9 @@ def summarize(
         'success_5cm': _rate(episodes, 'success_5cm'),
         'mean_final_distance': _stat(np.mean, final),
         'median_final_distance': _stat(np.median, final),
+        'success_3cm_flange': _rate(episodes, 'success_3cm_flange'),
+        'success_5cm_flange': _rate(episodes, 'success_5cm_flange'),
+        'median_final_distance_flange': _stat(np.median, flange),
         'commands_received': int(sum(int(e['commands_received']) for e in episodes)),
         'policy_problem_reports': int(
             sum(int(e.get('policy_problem_reports', 0)) for e in episodes)
@@ -406,10 +430,13 @@ def progress_line(e: Mapping[str, Any], index: int, total: int) -> str:
 
 
 def summary_line(summary: Summary) -> str:
-    """Return the one-line report of a whole evaluation."""
+    """Return the one-line report of a whole evaluation (success at the TCP, then the flange)."""
+    flange = summary.get('success_3cm_flange')
+    at_flange = '' if flange is None else f', at the flange {flange:.0%} within 3 cm'
     return (
         f'closed loop over DDS: {summary["episodes"]} episodes, success within 3 cm '
-        f'{summary["success_3cm"] or 0.0:.0%} (5 cm {summary["success_5cm"] or 0.0:.0%}), '
+        f'{summary["success_3cm"] or 0.0:.0%} (5 cm {summary["success_5cm"] or 0.0:.0%})'
+        f'{at_flange}, '
         f'median final distance {1000 * (summary["median_final_distance"] or 0.0):.1f} mm, '
         f'wall time {summary["wall_time_s"]:.1f} s'
     )

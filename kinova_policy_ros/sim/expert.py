@@ -2,7 +2,9 @@
 Scripted reaching expert: damped-least-squares IK on ``kinematics`` (pure numpy, no ROS).
 
 ``plan_reach`` turns a measured joint state and a target position into a smooth, multi-point
-joint trajectory (positions + velocities, zero velocity at the end) that takes the end effector
+joint trajectory (positions + velocities, zero velocity at the end) that takes the tool centre
+point (``ExpertConfig.tcp_offset`` along the tool z, between the fingertips: where success is
+measured)
 
 1. from where it is to a pre-grasp point ``pregrasp_height`` above the target, turning the tool to
    point straight down (minimum-jerk in position and orientation), then
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import ConfigError
-from kinova_policy_ros.sim.env import Gen3Sim
+from kinova_policy_ros.sim.env import Gen3Sim, tcp_point
+from kinova_policy_ros.sim.mjcf import TCP_OFFSET_2F85
 from kinova_policy_ros.sim.trajectory import TrajectoryCommand, TrajectoryFollower
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +54,8 @@ class ExpertConfig:
     # Within this horizontal distance of the target, and no higher than the pre-grasp point, the
     # reach goes straight to the target: a correction near the target never climbs back up.
     direct_radius: float = 0.12
+    # the point aimed at the target: metres along the tool z from end_effector_link
+    tcp_offset: float = TCP_OFFSET_2F85
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,12 @@ def _exp_rot(v: FloatArray) -> FloatArray:
     return rot
 
 
+def flange_for_tcp(tcp: npt.ArrayLike, rot: FloatArray, offset: float) -> FloatArray:
+    """Position of ``end_effector_link`` that puts the TCP at ``tcp`` with orientation ``rot``."""
+    flange: FloatArray = np.asarray(tcp, dtype=np.float64) - offset * rot[:, 2]
+    return flange
+
+
 def ik_step(
     q: FloatArray,
     p_des: FloatArray,
@@ -162,16 +173,16 @@ def plan_reach(
     """
     Plan a reach from the joint positions ``q_start`` to the target point (base frame).
 
-    When the end effector is already near the target (within ``direct_radius`` horizontally,
-    below the pre-grasp height + ``column_tolerance``) the approach phase is skipped and the
-    reach goes straight to the target, so re-planning from any state of an episode continues
-    the reach instead of restarting it.
+    ``target`` is where the TCP goes. When the TCP is already near the target (within
+    ``direct_radius`` horizontally, below the pre-grasp height + ``column_tolerance``) the
+    approach phase is skipped and the reach goes straight to the target, so re-planning from
+    any state of an episode continues the reach instead of restarting it.
     """
     cfg = config or ExpertConfig()
     q0 = np.asarray(q_start, dtype=np.float64).copy()
     goal = np.asarray(target, dtype=np.float64)
     t0 = kin.fk_matrix(q0)
-    p0, r0 = t0[:3, 3], t0[:3, :3]
+    p0, r0 = tcp_point(t0, cfg.tcp_offset), t0[:3, :3]
     pre = goal + np.array([0.0, 0.0, cfg.pregrasp_height])
     in_column = (
         np.linalg.norm(p0[:2] - goal[:2]) < max(cfg.column_tolerance, cfg.direct_radius)
@@ -200,12 +211,14 @@ def plan_reach(
     qs = [q0]
     q = q0.copy()
     for p_des, r_des in poses:
+        flange = flange_for_tcp(p_des, r_des, cfg.tcp_offset)
         for _ in range(cfg.ik_iterations):
-            q = ik_step(q, p_des, r_des, q0, cfg)
+            q = ik_step(q, flange, r_des, q0, cfg)
         qs.append(q.copy())
     # final polish on the goal
+    goal_flange = flange_for_tcp(goal, _R_DOWN, cfg.tcp_offset)
     for _ in range(20):
-        q = ik_step(q, goal, _R_DOWN, q0, cfg)
+        q = ik_step(q, goal_flange, _R_DOWN, q0, cfg)
     qs[-1] = q
     positions = np.stack(qs)
     times, velocities = _retime(times, positions, cfg.max_speed_fraction * kin.VELOCITY_LIMITS)
@@ -286,9 +299,10 @@ def draw_variation(
         radius = variation.recovery_offset_m * np.sqrt(rng.random())
         height = rng.uniform(*variation.recovery_height_m)
         point = goal + np.array([radius * np.cos(angle), radius * np.sin(angle), height])
+        flange = flange_for_tcp(point, _R_DOWN, cfg.tcp_offset)
         q = q_rest.copy()
         for _ in range(60):
-            q = ik_step(q, point, _R_DOWN, q_rest, cfg)
+            q = ik_step(q, flange, _R_DOWN, q_rest, cfg)
         start_q = q
     pause_at = float(rng.uniform(0.15, 0.85)) if rng.random() < variation.pause_fraction else None
     return EpisodeVariation(
@@ -339,6 +353,7 @@ def rollout_expert(
     """
     spec = sim.reset(seed)
     follower = TrajectoryFollower()
+    config = config or ExpertConfig(tcp_offset=sim.scene.tcp_offset)
     plan = plan_reach(sim.joint_positions(), spec.target, config)
     follower.set_trajectory(
         plan.to_command(), sim.time_ns, sim.joint_positions(), sim.joint_velocities()

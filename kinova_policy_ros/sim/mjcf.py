@@ -19,6 +19,17 @@ import numpy.typing as npt
 
 Vec3 = tuple[float, float, float]
 
+TCP_OFFSET_2F85 = 0.1086
+"""
+Tool centre point of a Robotiq 2F-85 on the Gen3, metres along ``end_effector_link`` z.
+
+ros2_kortex mounts ``robotiq_85_base_link`` at ``end_effector_link`` (origin 0,
+kortex_description/grippers/robotiq_2f_85/urdf/robotiq_2f_85_macro.xacro); in the gripper's
+description (PickNikRobotics/ros2_robotiq_gripper, robotiq_description/urdf/
+robotiq_2f_85_macro.urdf.xacro) the finger-tip links sit 0.06142 (inner knuckle joint) +
+0.04718515 (finger-tip joint) = 0.1086 m along z from that base, gripper open.
+"""
+
 
 @dataclass(frozen=True)
 class SceneConfig:
@@ -27,6 +38,10 @@ class SceneConfig:
 
     The camera looks from ``camera_pos`` at ``camera_lookat`` (base_link frame, metres) with a
     vertical field of view ``camera_fovy_deg``; images are ``image_width`` x ``image_height``.
+    Depth comes from a second camera at the same pose (MuJoCo camera ``depth``) with its own
+    size, field of view and frame id; ``None`` (the default) means the colour stream's value.
+    ``tcp_offset`` is the tool centre point between the fingertips, metres along the z axis of
+    ``end_effector_link`` (default: the Robotiq 2F-85, ``TCP_OFFSET_2F85``).
     Targets are drawn uniformly in ``target_x`` x ``target_y`` on the table top.
     """
 
@@ -45,6 +60,29 @@ class SceneConfig:
     tracking_bandwidth: float = 40.0
     depth_near: float = 0.05
     depth_far: float = 4.0
+    depth_width: int | None = None
+    depth_height: int | None = None
+    depth_fovy_deg: float | None = None
+    depth_frame_id: str | None = None
+    tcp_offset: float = TCP_OFFSET_2F85
+
+    @property
+    def depth_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the depth image."""
+        return (
+            self.image_width if self.depth_width is None else self.depth_width,
+            self.image_height if self.depth_height is None else self.depth_height,
+        )
+
+    @property
+    def depth_fovy(self) -> float:
+        """Vertical field of view (degrees) of the depth camera."""
+        return self.camera_fovy_deg if self.depth_fovy_deg is None else self.depth_fovy_deg
+
+    @property
+    def depth_frame(self) -> str:
+        """Header frame id of the depth image and its CameraInfo."""
+        return self.camera_frame_id if self.depth_frame_id is None else self.depth_frame_id
 
     @property
     def kp(self) -> float:
@@ -111,16 +149,18 @@ def _arm_xml(config: SceneConfig) -> str:
         opened.append('\n'.join(body))
     ee = kin.END_EFFECTOR_ORIGIN
     ee_quat = _quat_from_matrix(kin.rpy_to_matrix(ee.rpy))
-    # gripper: a body between bracelet and end effector, plus two fingers around the tool point
+    # gripper: palm and two fingers along the tool z, the fingertips around the tool centre point
+    tip = config.tcp_offset
     gripper = (
         f'<body name="{ee.child}" pos="{_fmt(ee.xyz)}" quat="{_fmt(ee_quat)}">'
         '<site name="end_effector" pos="0 0 0" size="0.008" rgba="0 1 0 0"/>'
-        '<geom name="gripper_palm" type="box" pos="0 0 -0.03" size="0.045 0.02 0.02"'
-        ' rgba="0.15 0.15 0.15 1" mass="0.02"/>'
-        '<geom name="finger_left" type="box" pos="0.03 0 -0.005" size="0.008 0.012 0.022"'
-        ' rgba="0.1 0.1 0.1 1" mass="0.02"/>'
-        '<geom name="finger_right" type="box" pos="-0.03 0 -0.005" size="0.008 0.012 0.022"'
-        ' rgba="0.1 0.1 0.1 1" mass="0.02"/>'
+        f'<site name="tcp" pos="0 0 {tip:.6g}" size="0.006" rgba="0 0 1 0"/>'
+        f'<geom name="gripper_palm" type="box" pos="0 0 {tip / 4:.6g}"'
+        f' size="0.045 0.02 {tip / 4:.6g}" rgba="0.15 0.15 0.15 1" mass="0.02"/>'
+        f'<geom name="finger_left" type="box" pos="0.045 0 {tip * 0.75:.6g}"'
+        f' size="0.008 0.012 {tip / 4:.6g}" rgba="0.1 0.1 0.1 1" mass="0.02"/>'
+        f'<geom name="finger_right" type="box" pos="-0.045 0 {tip * 0.75:.6g}"'
+        f' size="0.008 0.012 {tip / 4:.6g}" rgba="0.1 0.1 0.1 1" mass="0.02"/>'
         '</body>'
     )
     return '\n'.join(opened) + '\n' + gripper + '\n' + '</body>\n' * len(chain)
@@ -144,7 +184,8 @@ def build_mjcf(config: SceneConfig | None = None) -> str:
   </option>
   <statistic extent="{extent}" center="0.4 0 0.3"/>
   <visual>
-    <global offwidth="{max(640, cfg.image_width)}" offheight="{max(480, cfg.image_height)}"/>
+    <global offwidth="{max(640, cfg.image_width, cfg.depth_size[0])}"
+      offheight="{max(480, cfg.image_height, cfg.depth_size[1])}"/>
     <quality shadowsize="0" offsamples="0"/>
     <map znear="{cfg.depth_near / extent:.6g}" zfar="{cfg.depth_far / extent:.6g}"/>
     <headlight ambient="0.35 0.35 0.35" diffuse="0.45 0.45 0.45" specular="0.05 0.05 0.05"/>
@@ -164,7 +205,9 @@ def build_mjcf(config: SceneConfig | None = None) -> str:
     <geom name="robot_base" type="cylinder" pos="0 0 0.06" size="0.06 0.06"
       rgba="0.3 0.3 0.33 1"/>
     <camera name="rgbd" pos="{_fmt(cfg.camera_pos)}" xyaxes="{xyaxes}"
-      fovy="{cfg.camera_fovy_deg:.6g}"/>
+      fovy="{cfg.camera_fovy_deg:.9g}"/>
+    <camera name="depth" pos="{_fmt(cfg.camera_pos)}" xyaxes="{xyaxes}"
+      fovy="{cfg.depth_fovy:.9g}"/>
     <body name="target" mocap="true" pos="0.5 0 {table_top + cfg.cube_half_size:.6g}">
       <geom name="target_cube" type="box" size="{_fmt([cfg.cube_half_size] * 3)}"
         rgba="0.85 0.08 0.08 1"/>

@@ -89,7 +89,14 @@ def test_reset_state_and_wrapped_joint_positions(sim):
     np.testing.assert_allclose(kin.wrap_to_pi(q - spec.q0), 0.0, atol=1e-12)
     np.testing.assert_allclose(sim.ee_pose()[0], kin.fk(spec.q0)[0], atol=1e-9)
     np.testing.assert_allclose(sim.target_position(), spec.target)
-    assert sim.distance() == pytest.approx(np.linalg.norm(kin.fk(spec.q0)[0] - spec.target))
+    assert sim.flange_distance() == pytest.approx(
+        np.linalg.norm(kin.fk(spec.q0)[0] - spec.target)
+    )
+    # success is measured at the tool centre point: FK + the offset along the tool z
+    t = kin.fk_matrix(spec.q0)
+    tcp = t[:3, 3] + sim.scene.tcp_offset * t[:3, 2]
+    np.testing.assert_allclose(sim.tcp_position(), tcp, atol=1e-9)
+    assert sim.distance() == pytest.approx(np.linalg.norm(tcp - spec.target))
 
 
 def test_servo_tracks_and_crosses_pi_without_a_turn(sim):

@@ -202,3 +202,32 @@ def test_progress_and_summary_lines():
         'closed loop over DDS: 2 episodes, success within 3 cm 50% (5 cm 50%), '
         'median final distance 56.2 mm, wall time 12.0 s'
     )
+
+
+def test_success_is_reported_at_the_tcp_and_at_the_flange():
+    """``success_3cm`` is the task state's TCP distance; ``*_flange`` its flange distance."""
+    t0, s = 1_000_000_000, 1_000_000_000
+
+    def record(tcp: float, flange: float) -> em.EpisodeRecord:
+        task = {'episode': 0, 'distance': tcp, 'distance_flange': flange, 'ee': [0.5, 0.0, 0.2]}
+        return {'joints': [], 'commands': [], 'tasks': [(t0 + s, task)], 'diagnostics': [],
+                'predicted': 0}
+
+    near = em.episode_metrics(1, {'episode': 0}, record(0.01, 0.115), t0, t0 + 2 * s, None, None)
+    assert (near['final_distance'], near['success_3cm'], near['success_5cm']) == (0.01, True, True)
+    assert near['final_distance_flange'] == 0.115
+    assert near['success_3cm_flange'] is False and near['success_5cm_flange'] is False
+    far = em.episode_metrics(2, {'episode': 0}, record(0.04, 0.02), t0, t0 + 2 * s, None, None)
+    assert far['success_3cm'] is False and far['success_3cm_flange'] is True
+    summary = em.summarize([near, far], 1.0)
+    assert summary['success_3cm'] == 0.5 and summary['success_3cm_flange'] == 0.5
+    assert summary['success_5cm'] == 1.0 and summary['success_5cm_flange'] == 0.5
+    assert summary['median_final_distance_flange'] == pytest.approx(0.0675)
+    assert 'at the flange 50% within 3 cm' in em.summary_line(summary)
+    assert {'success_3cm_flange', 'final_distance_flange'} <= set(summary['per_episode'][0])
+    # a task state without the flange distance (an older simulator): no flange figures
+    old_record = record(0.01, 0.1)
+    old_record['tasks'][0][1].pop('distance_flange')
+    old = em.episode_metrics(3, {'episode': 0}, old_record, t0, t0 + 2 * s, None, None)
+    assert old['final_distance_flange'] is None and old['success_3cm_flange'] is None
+    assert em.summarize([old], 1.0)['success_3cm_flange'] is None

@@ -2,7 +2,7 @@
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import ConfigError
-from kinova_policy_ros.sim.env import episode_spec, Gen3Sim
+from kinova_policy_ros.sim.env import episode_spec, Gen3Sim, tcp_point
 from kinova_policy_ros.sim.expert import (
     DemoVariation,
     draw_variation,
@@ -14,6 +14,13 @@ from kinova_policy_ros.sim.expert import (
 from kinova_policy_ros.sim.mjcf import SceneConfig
 import numpy as np
 import pytest
+
+TCP = ExpertConfig().tcp_offset
+
+
+def _tcp(q: np.ndarray) -> np.ndarray:
+    """Where the expert aims: FK + the TCP offset along the tool z."""
+    return tcp_point(kin.fk_matrix(q), TCP)
 
 
 @pytest.fixture(scope='module')
@@ -43,7 +50,7 @@ def test_plan_is_smooth_and_within_limits():
         steps = np.abs(np.diff(plan.positions, axis=0)) / np.diff(plan.times)[:, None]
         assert (steps <= kin.VELOCITY_LIMITS).all()
         t_end = kin.fk_matrix(plan.positions[-1])
-        assert np.linalg.norm(t_end[:3, 3] - spec.target) < 0.005
+        assert np.linalg.norm(_tcp(plan.positions[-1]) - spec.target) < 0.005
         np.testing.assert_allclose(t_end[:3, 2], [0.0, 0.0, -1.0], atol=0.05)  # tool down
 
 
@@ -81,7 +88,7 @@ def test_recovery_starts_are_near_the_target_tool_down_and_seeded():
         assert drawn.start_q is not None and again.start_q is not None
         np.testing.assert_array_equal(drawn.start_q, again.start_q)
         t = kin.fk_matrix(drawn.start_q)
-        offset = t[:3, 3] - spec.target
+        offset = _tcp(drawn.start_q) - spec.target
         assert np.linalg.norm(offset[:2]) <= var.recovery_offset_m + 0.01
         assert var.recovery_height_m[0] - 0.01 <= offset[2] <= var.recovery_height_m[1] + 0.01
         np.testing.assert_allclose(t[:3, 2], [0.0, 0.0, -1.0], atol=0.05)
@@ -110,7 +117,29 @@ def test_a_reach_from_near_the_target_goes_straight_down_to_it():
         start = draw_variation(seed, spec.q0, spec.target, var).start_q
         assert start is not None
         plan = plan_reach(start, spec.target)
-        z0 = kin.fk_matrix(start)[2, 3]
-        heights = np.array([kin.fk_matrix(q)[2, 3] for q in plan.positions])
+        z0 = _tcp(start)[2]
+        heights = np.array([_tcp(q)[2] for q in plan.positions])
         assert heights.max() <= max(z0, spec.target[2]) + 0.005  # never climbs back up
-        assert np.linalg.norm(kin.fk_matrix(plan.positions[-1])[:3, 3] - spec.target) < 0.005
+        assert np.linalg.norm(_tcp(plan.positions[-1]) - spec.target) < 0.005
+
+
+def test_the_tcp_is_the_offset_along_the_tool_axis_and_the_flange_sits_behind_it():
+    """FK + offset: pointing down, the flange is the offset straight above the TCP."""
+    from kinova_policy_ros.sim.expert import flange_for_tcp
+    from kinova_policy_ros.sim.mjcf import TCP_OFFSET_2F85
+
+    assert 0.10 <= TCP_OFFSET_2F85 <= 0.12  # the 2F-85's fingertips beyond the flange
+    t = kin.fk_matrix(kin.HOME)
+    np.testing.assert_allclose(tcp_point(t, 0.1), t[:3, 3] + [0.1, 0.0, 0.0], atol=2e-3)
+    down = np.diag([1.0, -1.0, -1.0])
+    np.testing.assert_allclose(flange_for_tcp([0.5, 0.1, 0.03], down, 0.1), [0.5, 0.1, 0.13])
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = down, flange_for_tcp([0.5, 0.1, 0.03], down, 0.1)
+    np.testing.assert_allclose(tcp_point(pose, 0.1), [0.5, 0.1, 0.03])
+
+
+def test_the_expert_reaches_with_the_tcp_not_the_flange(sim):
+    result = rollout_expert(sim, 11)
+    assert result.success and sim.distance() < 0.01
+    # the flange stays a TCP offset above the cube
+    assert sim.flange_distance() == pytest.approx(sim.scene.tcp_offset, abs=0.01)

@@ -48,6 +48,7 @@ from typing import Any
 
 from kinova_policy_ros.core.errors import ConfigError
 from kinova_policy_ros.data.schema import atomic_write
+from kinova_policy_ros.sim import camera as sim_camera
 from kinova_policy_ros.sim import eval_plots
 from kinova_policy_ros.sim.eval_metrics import (
     chunk_velocity_jumps,
@@ -76,7 +77,6 @@ from kinova_policy_ros.sim.ros.eval_recorder import (
 )
 from kinova_policy_ros.sim.ros.processes import (
     ChildProcess,
-    DEFAULT_CAMERA_HZ,
     log_tail,
     number_param,
     policy_node_command,
@@ -148,7 +148,10 @@ def _check_arguments(
     pparams = {**dict(policy_params or {}), 'enabled_on_start': False}
     pparams.pop('checkpoint', None)
     sparams = dict(sim_params or {})
-    camera_hz = number_param('camera_rate_hz', sparams.get('camera_rate_hz', DEFAULT_CAMERA_HZ))
+    profile = sim_camera.camera_profile(
+        str(sparams.setdefault('camera_profile', sim_camera.DEFAULT_PROFILE))
+    )
+    camera_hz = number_param('camera_rate_hz', sparams.get('camera_rate_hz', profile.rate_hz))
     episode = EpisodeSettings(
         duration_s=duration_s,
         camera_period_s=1.0 / camera_hz,
@@ -268,6 +271,7 @@ def evaluate_over_dds(
     sim_params: Mapping[str, object] | None = None,
     progress: bool = True,
     plots: bool = True,
+    camera_profile: str | None = None,
 ) -> dict[str, Any]:
     """
     Evaluate ``checkpoint`` in closed loop: ``sim_node`` and ``policy_node`` processes, DDS.
@@ -280,6 +284,9 @@ def evaluate_over_dds(
     :param policy_params: extra ``policy_node`` parameters (``enabled_on_start`` is always
         false: the harness enables the node per episode).
     :param sim_params: extra ``sim_node`` parameters (``image_width``, ``camera_rate_hz``, ...).
+    :param camera_profile: the simulator's camera profile (``small``, ``kinova_vision``;
+        default: ``sim_params``' or ``small``); it sets the camera rate unless
+        ``camera_rate_hz`` is given.
     :param progress: print one line per episode.
     :param plots: also write the PNGs of ``sim.eval_plots.write_all`` into ``out_dir``
         (``closed_loop_success.png``, ``closed_loop_ee_paths.png``,
@@ -291,6 +298,8 @@ def evaluate_over_dds(
     log; both are stopped (SIGINT, then SIGKILL) whatever happens.
     """
     started = time.monotonic()
+    if camera_profile is not None:
+        sim_params = {**dict(sim_params or {}), 'camera_profile': camera_profile}
     setup = _check_arguments(checkpoint, seeds, out_dir, duration_s, policy_params, sim_params)
     setup.out_dir.mkdir(parents=True, exist_ok=True)
     processes = _node_processes(setup)

@@ -16,6 +16,7 @@ from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.ros.messages import now_ns
 from kinova_policy_ros.sim.expert import ExpertConfig, JointPlan, plan_reach
 from kinova_policy_ros.sim.ros import sim_node
+from kinova_policy_ros.sim.ros.node_runner import run_node
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -89,7 +90,7 @@ class ExpertNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``sim_expert`` console script; 1 on a bad parameter."""
-    return sim_node.run_node(ExpertNode, 'sim_expert', args)
+    return run_node(ExpertNode, 'sim_expert', args)
 
 
 if __name__ == '__main__':

@@ -18,6 +18,7 @@ import sys
 from typing import IO, Self
 
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
+from kinova_policy_ros.sim.camera import camera_profile, DEFAULT_PROFILE
 from kinova_policy_ros.sim.eval_metrics import ProcessInfo
 from kinova_policy_ros.sim.mjcf import SceneConfig
 
@@ -76,8 +77,10 @@ def policy_node_command(checkpoint: Path, params: Mapping[str, object]) -> list[
     return cmd
 
 
-def sim_node_command(seed: int, scene: SceneConfig, camera_hz: float) -> list[str]:
-    """Command line that starts ``sim_node`` in a child process."""
+def sim_node_command(
+    seed: int, scene: SceneConfig, camera_hz: float, profile: str = DEFAULT_PROFILE
+) -> list[str]:
+    """Command line that starts ``sim_node`` in a child process (camera ``profile``)."""
     return [
         sys.executable,
         '-m',
@@ -91,22 +94,30 @@ def sim_node_command(seed: int, scene: SceneConfig, camera_hz: float) -> list[st
         f'image_height:={scene.image_height}',
         '-p',
         f'camera_rate_hz:={float(camera_hz)}',
+        '-p',
+        ros_param_arg('camera_profile', str(profile)),
     ]
 
 
 def sim_command(seed: int, params: Mapping[str, object]) -> list[str]:
-    """Command line that starts ``sim_node`` at ``seed`` with the extra ``params``."""
+    """
+    Command line that starts ``sim_node`` at ``seed`` with the extra ``params``.
+
+    ``camera_profile`` (default ``small``) gives the defaults of the image size and the camera
+    rate.
+    """
     p = dict(params)
-    default = SceneConfig()
+    profile = camera_profile(str(p.pop('camera_profile', DEFAULT_PROFILE)))
+    default = profile.scene()
     scene = SceneConfig(
         image_width=int(number_param('image_width', p.pop('image_width', default.image_width))),
         image_height=int(
             number_param('image_height', p.pop('image_height', default.image_height))
         ),
     )
-    camera_hz = number_param('camera_rate_hz', p.pop('camera_rate_hz', DEFAULT_CAMERA_HZ))
+    camera_hz = number_param('camera_rate_hz', p.pop('camera_rate_hz', profile.rate_hz))
     p.pop('seed', None)
-    cmd = sim_node_command(seed, scene, camera_hz)
+    cmd = sim_node_command(seed, scene, camera_hz, profile.name)
     for name, value in p.items():
         cmd += ['-p', ros_param_arg(name, value)]
     return cmd

@@ -121,10 +121,13 @@ def task_state(sim: Gen3Sim, stamp_ns: int) -> dict[str, Any]:
         'stamp_ns': int(stamp_ns),
         'seed': sim.episode.seed,
         'distance': sim.distance(),
+        'distance_flange': sim.flange_distance(),
         'success': sim.success(),
         'success_threshold': sim.success_threshold,
+        'tcp_offset': sim.scene.tcp_offset,
         'target': [float(v) for v in sim.target_position()],
         'ee': [float(v) for v in sim.ee_matrix()[:3, 3]],
+        'tcp': [float(v) for v in sim.tcp_position()],
     }
 
 
@@ -142,6 +145,7 @@ class _SensorWriter:
         self.start_ns = start_ns
         self.topics = sim_node.DEFAULT_TOPICS
         self.info = sim.camera_info()
+        self.depth_info = sim.depth_camera_info()
         self.periods = {
             'joint_states': round(1e9 / rates.joint_state_hz),
             'camera': round(1e9 / rates.camera_hz),
@@ -171,15 +175,16 @@ class _SensorWriter:
         stamp = self.start_ns + now
         if self._take('joint_states', now):
             q, dq = sim.joint_positions(), sim.joint_velocities()
-            self._write('joint_states', stamp, sim_node.joint_state_msg(stamp, q, dq))
+            msg = sim_node.joint_state_msg(stamp, q, dq, effort=sim.joint_efforts())
+            self._write('joint_states', stamp, msg)
         if self._take('camera', now):
             rgb, depth = sim.render()
-            frame = self.info.frame_id
-            self._write('rgb', stamp, sim_node.rgb_msg(stamp, rgb, frame))
-            self._write('depth', stamp, sim_node.depth_msg(stamp, depth, frame))
-            cam = serialize_message(sim_node.camera_info_msg(stamp, self.info))
-            self.sink.write(self.topics['camera_info'], stamp, cam)
-            self.sink.write(self.topics['depth_camera_info'], stamp, cam)
+            self._write('rgb', stamp, sim_node.rgb_msg(stamp, rgb, self.info.frame_id))
+            depth_frame = self.depth_info.frame_id
+            self._write('depth', stamp, sim_node.depth_msg(stamp, depth, depth_frame))
+            self._write('camera_info', stamp, sim_node.camera_info_msg(stamp, self.info))
+            depth_info = sim_node.camera_info_msg(stamp, self.depth_info)
+            self._write('depth_camera_info', stamp, depth_info)
         if self._take('task_state', now):
             self._write('task_state', stamp, sim_node.task_state_msg(task_state(sim, stamp)))
 
@@ -300,6 +305,7 @@ def write_expert_episode(
     variation, final distance, success, message counts).
     """
     sink = BagSink(path, default_topics(), storage)
+    expert = expert or ExpertConfig(tcp_offset=sim.scene.tcp_offset)
     try:
         spec, drawn = _start_episode(sim, seed, variation, expert)
         writer = _SensorWriter(sim, sink, rates or RecordingRates(), start_ns)
@@ -319,6 +325,7 @@ def write_expert_episode(
         'recovery_start': drawn is not None and drawn.start_q is not None,
         'pause_s': drawn.pause_s if drawn is not None and drawn.pause_at is not None else 0.0,
         'final_distance': sim.distance(),
+        'final_distance_flange': sim.flange_distance(),
         'success': sim.success(),
         'duration_s': sim.time,
         'messages': dict(sink.counts),

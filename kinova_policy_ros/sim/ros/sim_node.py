@@ -5,13 +5,17 @@ Publishes what ros2_kortex and a camera driver publish, and follows JointTraject
 with joint_trajectory_controller semantics (``sim.trajectory``):
 
 - ``/joint_states`` (``sensor_msgs/JointState``; joint_1..7 + a gripper joint, non-sorted
-  order, continuous joints wrapped to [-π, π)) at ``joint_state_rate_hz`` (100);
+  order, continuous joints wrapped to [-π, π), positions, velocities and efforts: the servo
+  torques of the arm joints, 0 for the gripper joint, which the simulator does not actuate)
+  at ``joint_state_rate_hz`` (100);
 - ``/camera/color/image_raw`` (rgb8), ``/camera/depth/image_raw`` (16UC1, mm),
-  ``/camera/color/camera_info`` and ``/camera/depth/camera_info`` at ``camera_rate_hz`` (15),
-  header stamps taken when the frame is rendered;
+  ``/camera/color/camera_info`` and ``/camera/depth/camera_info`` at ``camera_rate_hz`` (the
+  profile's rate), header stamps taken when the frame is rendered; ``camera_profile`` picks the
+  camera (``sim.camera``: ``small``, or ``kinova_vision`` with colour and depth of their own
+  sizes, intrinsics and frame ids);
 - ``~/task_state`` (``std_msgs/String``, JSON: seed, episode counter (+1 at every reset),
-  distance of the end effector to the target, success, target, counts of accepted / rejected
-  trajectories and the last rejection reason);
+  distance of the tool centre point to the target and success, the flange's distance,
+  target, counts of accepted / rejected trajectories and the last rejection reason);
 - subscribes ``/joint_trajectory_controller/joint_trajectory``;
 - services ``~/reset`` (``std_srvs/Trigger``: next episode, seed + 1) and ``~/reset_to_seed``
   (``std_srvs/Trigger``: the episode of the ``seed`` parameter, e.g. after
@@ -25,19 +29,21 @@ the expert node and the recorders so that bags recorded over DDS and bags writte
 the same bytes.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 import json
 import sys
 from typing import Any
 
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.core import kinematics as kin
-from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
+from kinova_policy_ros.core.errors import ConfigError
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.ros.messages import duration_msg, now_ns, time_msg
+from kinova_policy_ros.sim.camera import camera_profile, CameraProfile, DEFAULT_PROFILE
 from kinova_policy_ros.sim.env import CameraIntrinsics, Gen3Sim, GRIPPER_JOINT
 from kinova_policy_ros.sim.expert import JointPlan
 from kinova_policy_ros.sim.mjcf import SceneConfig
+from kinova_policy_ros.sim.ros.node_runner import run_node as run_node
 from kinova_policy_ros.sim.trajectory import (
     TrajectoryCommand,
     TrajectoryFollower,
@@ -45,9 +51,6 @@ from kinova_policy_ros.sim.trajectory import (
 )
 import numpy as np
 import numpy.typing as npt
-import rclpy
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -95,14 +98,16 @@ def joint_state_msg(
     gripper_position: float = 0.0,
     order: Sequence[str] = JOINT_STATE_ORDER,
     frame_id: str = '',
-    effort: bool = False,
+    effort: bool | npt.ArrayLike = False,
 ) -> JointState:
     """
     ``sensor_msgs/JointState`` with the arm joints and the gripper joint in ``order``.
 
-    Without ``effort`` the effort field is empty, as joint_state_broadcaster publishes it for
-    hardware without effort interfaces (mock hardware); rclpy then serializes the message with
-    8 trailing padding bytes, which bag readers must accept.
+    ``q``, ``dq`` and an ``effort`` array are in ``kin.JOINT_NAMES`` order and placed by name.
+    ``effort=True`` writes zeros; without ``effort`` the effort field is empty, as
+    joint_state_broadcaster publishes it for hardware without effort interfaces (mock hardware);
+    rclpy then serializes the message with 8 trailing padding bytes, which bag readers must
+    accept.
     """
     qa, dqa = np.asarray(q, dtype=np.float64), np.asarray(dq, dtype=np.float64)
     pos = {n: float(v) for n, v in zip(kin.JOINT_NAMES, qa)}
@@ -113,7 +118,11 @@ def joint_state_msg(
     msg.name = list(order)
     msg.position = [pos.get(n, gripper_position) for n in order]
     msg.velocity = [vel.get(n, 0.0) for n in order]
-    msg.effort = [0.0] * len(order) if effort else []
+    if isinstance(effort, bool):
+        msg.effort = [0.0] * len(order) if effort else []
+    else:
+        eff = {n: float(v) for n, v in zip(kin.JOINT_NAMES, np.asarray(effort, np.float64))}
+        msg.effort = [eff.get(n, 0.0) for n in order]
     return msg
 
 
@@ -182,9 +191,11 @@ def msg_to_command(msg: JointTrajectory) -> TrajectoryCommand:
 
 
 PARAMETERS: dict[str, Any] = {
+    'camera_profile': DEFAULT_PROFILE,
     'seed': 0,
     'start_noise': 0.1,
     'success_threshold': 0.03,
+    'tcp_offset': SceneConfig().tcp_offset,
     'image_width': 128,
     'image_height': 96,
     'camera_fovy_deg': 50.0,
@@ -208,24 +219,17 @@ class SimNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('sim_node', **kwargs)
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        for key in ('camera_rate_hz', 'joint_state_rate_hz', 'task_state_rate_hz'):
-            if not float(p[key]) > 0:
-                raise ConfigError(f'parameter {key} must be > 0, got {p[key]!r}')
+        p = self._declare_parameters()
         self.params = p
-        scene = SceneConfig(
-            image_width=int(p['image_width']),
-            image_height=int(p['image_height']),
-            camera_fovy_deg=float(p['camera_fovy_deg']),
-        )
+        self.profile = camera_profile(str(p['camera_profile']))
+        scene = self._scene(p)
         self.sim = Gen3Sim(
             scene,
             start_noise=float(p['start_noise']),
             success_threshold=float(p['success_threshold']),
         )
         self.info = self.sim.camera_info()
+        self.depth_info = self.sim.depth_camera_info()
         self.follower = TrajectoryFollower(angle_wraparound=bool(p['angle_wraparound']))
         self.joint_order = tuple(
             str(p['gripper_joint']) if n == GRIPPER_JOINT else n for n in JOINT_STATE_ORDER
@@ -250,10 +254,55 @@ class SimNode(Node):
         self.create_timer(1.0 / float(p['camera_rate_hz']), self._on_camera_tick)
         self.create_timer(1.0 / float(p['task_state_rate_hz']), self._on_task_tick)
         self.get_logger().info(
-            f'simulated Gen3 ready: seed {self.sim.episode.seed}, camera '
-            f'{scene.image_width}x{scene.image_height} at {p["camera_rate_hz"]} Hz, commands on '
-            f'{p["command_topic"]}'
+            f'simulated Gen3 ready: seed {self.sim.episode.seed}, camera profile '
+            f'{self.profile.name} (colour {scene.image_width}x{scene.image_height}, depth '
+            f'{self.depth_info.width}x{self.depth_info.height}) at {p["camera_rate_hz"]} Hz, '
+            f'commands on {p["command_topic"]}'
         )
+
+    def _declare_parameters(self) -> dict[str, Any]:
+        """Declare every parameter; the camera ones default to the profile's values."""
+        self.declare_parameter('camera_profile', DEFAULT_PROFILE)
+        profile = camera_profile(str(self.get_parameter('camera_profile').value))
+        defaults = {
+            **PARAMETERS,
+            'image_width': profile.color.width,
+            'image_height': profile.color.height,
+            'camera_fovy_deg': profile.color.fovy_deg,
+            'camera_rate_hz': profile.rate_hz,
+        }
+        for name, default in defaults.items():
+            if name != 'camera_profile':
+                self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        for key in ('camera_rate_hz', 'joint_state_rate_hz', 'task_state_rate_hz'):
+            if not float(p[key]) > 0:
+                raise ConfigError(f'parameter {key} must be > 0, got {p[key]!r}')
+        return p
+
+    def _scene(self, p: dict[str, Any]) -> SceneConfig:
+        """Return the scene of the camera profile (``small``: sized by the image parameters)."""
+        base = SceneConfig(tcp_offset=float(p['tcp_offset']))
+        profile: CameraProfile = self.profile
+        if profile.name == DEFAULT_PROFILE:
+            return SceneConfig(
+                image_width=int(p['image_width']),
+                image_height=int(p['image_height']),
+                camera_fovy_deg=float(p['camera_fovy_deg']),
+                tcp_offset=base.tcp_offset,
+            )
+        fixed = {
+            'image_width': profile.color.width,
+            'image_height': profile.color.height,
+            'camera_fovy_deg': profile.color.fovy_deg,
+        }
+        for name, value in fixed.items():
+            if p[name] != value:
+                raise ConfigError(
+                    f'parameter {name}: {p[name]!r} differs from camera_profile '
+                    f'{profile.name!r} ({value!r}); use camera_profile small for another camera'
+                )
+        return profile.scene(base)
 
     # -- clock -----------------------------------------------------------------------------------
     def _now_ns(self) -> int:
@@ -324,6 +373,7 @@ class SimNode(Node):
             self.sim.joint_positions(),
             self.sim.joint_velocities(),
             order=self.joint_order,
+            effort=self.sim.joint_efforts(),
         )
         self.pub_joints.publish(msg)
 
@@ -331,12 +381,10 @@ class SimNode(Node):
         self._advance()
         rgb, depth = self.sim.render()
         stamp = self._now_ns()
-        frame = self.info.frame_id
-        self.pub_rgb.publish(rgb_msg(stamp, rgb, frame))
-        self.pub_depth.publish(depth_msg(stamp, depth, frame))
-        info = camera_info_msg(stamp, self.info)
-        self.pub_info.publish(info)
-        self.pub_depth_info.publish(info)
+        self.pub_rgb.publish(rgb_msg(stamp, rgb, self.info.frame_id))
+        self.pub_depth.publish(depth_msg(stamp, depth, self.depth_info.frame_id))
+        self.pub_info.publish(camera_info_msg(stamp, self.info))
+        self.pub_depth_info.publish(camera_info_msg(stamp, self.depth_info))
 
     def task_state(self) -> dict[str, Any]:
         """Return the task state published on ``~/task_state``."""
@@ -347,10 +395,13 @@ class SimNode(Node):
             'episode': self.episode_index,
             'episode_time_s': sim.time,
             'distance': sim.distance(),
+            'distance_flange': sim.flange_distance(),
             'success': sim.success(),
             'success_threshold': sim.success_threshold,
+            'tcp_offset': sim.scene.tcp_offset,
             'target': [float(v) for v in sim.target_position()],
             'ee': [float(v) for v in sim.ee_matrix()[:3, 3]],
+            'tcp': [float(v) for v in sim.tcp_position()],
             'trajectories_accepted': self.follower.accepted,
             'trajectories_rejected': self.follower.rejected,
             'last_rejection': self.follower.last_rejection,
@@ -363,25 +414,6 @@ class SimNode(Node):
         """Free the renderer, then the node."""
         self.sim.close()
         super().destroy_node()
-
-
-def run_node(factory: Callable[[], Node], name: str, args: list[str] | None = None) -> int:
-    """Spin the node ``factory()`` until shutdown; 0 on a clean exit, 1 on a bad parameter."""
-    rclpy.init(args=args)
-    node: Node | None = None
-    try:
-        node = factory()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (KinovaPolicyError, ParameterException) as err:
-        print(f'{name}: {err}', file=sys.stderr)
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
 
 
 def main(args: list[str] | None = None) -> int:

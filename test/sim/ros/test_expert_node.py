@@ -6,6 +6,7 @@ from typing import Any
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.ros.messages import time_msg
+from kinova_policy_ros.sim.env import TCP_OFFSET_2F85, tcp_point
 from kinova_policy_ros.sim.ros import sim_node
 from kinova_policy_ros.sim.ros.expert_node import ExpertNode
 import numpy as np
@@ -69,8 +70,8 @@ def test_plans_one_reach_per_episode_from_a_later_joint_state(expert):
     assert cmd.time_from_start == sorted(cmd.time_from_start)
     assert len(cmd.velocities) == len(cmd.positions) >= 2
     assert cmd.time_from_start[-1] == pytest.approx(node.last_plan.duration, abs=1e-6)
-    # the plan ends on the target, at rest
-    end = kin.fk_matrix(np.asarray(cmd.positions[-1]))[:3, 3]
+    # the plan ends with the tool centre point on the target, at rest
+    end = tcp_point(kin.fk_matrix(np.asarray(cmd.positions[-1])), TCP_OFFSET_2F85)
     assert np.linalg.norm(end - target) < 0.01
     np.testing.assert_allclose(cmd.velocities[-1], 0.0, atol=1e-6)
     # a new episode is planned again, from the latest measured joints

@@ -35,7 +35,7 @@ def test_node_command_lines():
     assert sim[2] == 'kinova_policy_ros.sim.ros.sim_node'
     assert sim[4:] == [
         '-p', 'seed:=9', '-p', 'image_width:=32', '-p', 'image_height:=24',
-        '-p', 'camera_rate_hz:=20.0',
+        '-p', 'camera_rate_hz:=20.0', '-p', 'camera_profile:="small"',
     ]
     # the seed argument wins over a 'seed' parameter; defaults fill the scene
     cmd = processes.sim_command(2, {'seed': 5, 'camera_rate_hz': 10})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import BagError, ConfigError
-from kinova_policy_ros.sim.env import Gen3Sim
+from kinova_policy_ros.sim.env import Gen3Sim, TCP_OFFSET_2F85, tcp_point
 from kinova_policy_ros.sim.ros import sim_node
 from kinova_policy_ros.sim.ros.record_demos import main as record_main
 from kinova_policy_ros.sim.ros.recorder import BagSink, default_topics
@@ -73,10 +73,15 @@ def test_bags_hold_the_driver_topics_with_definitions(bags, bag):
                 img = reader.deserialize(raw, conn.msgtype)
                 assert img.encoding == '16UC1' and img.step == 256
             if conn.topic == '/joint_states' and js_names is None:
+                # positions, velocities and efforts, as ros2_kortex publishes them
+                js = store.deserialize_cdr(bytes(raw), conn.msgtype)
+                assert len(js.position) == len(js.velocity) == len(js.effort) == 8
+                assert list(js.name) == list(sim_node.JOINT_STATE_ORDER)
+                js_names = list(js.name)
+            if conn.topic == '/joint_trajectory_controller/joint_trajectory':
                 # rclpy serializes with trailing padding: the strict reader refuses it ...
                 with pytest.raises(Exception, match='size mismatch'):
                     store.deserialize_cdr(bytes(raw), conn.msgtype)
-                js_names = list(sim_node.JOINT_STATE_ORDER)
         duration = reader.duration * 1e-9
     assert counts['/joint_states'] == pytest.approx(100 * duration, abs=3)
     assert counts['/camera/color/image_raw'] == pytest.approx(15 * duration, abs=2)
@@ -102,7 +107,9 @@ def test_converter_reads_the_padded_bags(bags, tmp_path):
         spec = sim.reset(seed)
         sim.close()
         np.testing.assert_allclose(kin.wrap_to_pi(ep.q[0] - spec.q0), 0.0, atol=1e-3)
-        assert np.linalg.norm(ep.ee_xyz[-1] - spec.target) < 0.01
+        # the TCP on the target, tool down: the flange straight above it by the TCP offset
+        above = spec.target + np.array([0.0, 0.0, TCP_OFFSET_2F85])
+        assert np.linalg.norm(ep.ee_xyz[-1] - above) < 0.01
         valid = ep.depth[ep.depth > 0]
         assert valid.size and 0.3 < np.median(valid) < 4.0
 
@@ -171,7 +178,7 @@ def test_varied_demonstrations_pause_or_start_near_the_target(tmp_path):
                     q.append(np.asarray(js.position)[order])
         assert len(commands) == n_commands
         q = np.array(q)
-        tcp0 = kin.fk_matrix(q[0])[:3, 3]
+        tcp0 = tcp_point(kin.fk_matrix(q[0]), TCP_OFFSET_2F85)
         target = np.asarray(by_seed[seed]['target'])
         if seed == 2000:  # starts at rest, near the target, not at home
             assert np.linalg.norm(tcp0 - target) < 0.2
@@ -182,4 +189,4 @@ def test_varied_demonstrations_pause_or_start_near_the_target(tmp_path):
             gaps = np.diff(moving)
             assert gaps.max() * 0.01 > 0.5 * by_seed[seed]['pause_s']
             i = moving[np.argmax(gaps)] + 1
-            assert np.linalg.norm(kin.fk_matrix(q[i])[:3, 3] - target) > 0.03
+            assert np.linalg.norm(tcp_point(kin.fk_matrix(q[i]), TCP_OFFSET_2F85) - target) > 0.03

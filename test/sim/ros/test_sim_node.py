@@ -19,7 +19,7 @@ from typing import Any
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.ros.messages import duration_msg
-from kinova_policy_ros.sim.env import GRIPPER_JOINT, intrinsics_from_fovy
+from kinova_policy_ros.sim.env import GRIPPER_JOINT, intrinsics_from_fovy, TCP_OFFSET_2F85
 from kinova_policy_ros.sim.ros import sim_node
 import numpy as np
 import pytest
@@ -150,7 +150,8 @@ def test_publishes_driver_and_camera_topics(harness: Harness):
     js = harness.last['joint_states']
     assert sorted(js.name) == sorted([*kin.JOINT_NAMES, GRIPPER_JOINT])
     assert list(js.name) != sorted(js.name)  # order is not guaranteed: consumers map by name
-    assert len(js.position) == len(js.velocity) == 8
+    assert len(js.position) == len(js.velocity) == len(js.effort) == 8  # efforts: servo torques
+    assert dict(zip(js.name, js.effort))[GRIPPER_JOINT] == 0.0
     q = harness.q()
     assert (np.abs(q[kin.CONTINUOUS]) <= np.pi).all()  # wrapped like the Kortex driver
     rgb, depth, info = (harness.last[k] for k in ('rgb', 'depth', 'camera_info'))
@@ -244,6 +245,9 @@ def test_reset_services_and_task_state(harness: Harness):
     task = harness.task()
     assert task['target'] == pytest.approx(episode['target'])
     assert task['distance'] == pytest.approx(
+        np.linalg.norm(np.subtract(task['tcp'], task['target']))
+    )
+    assert task['distance_flange'] == pytest.approx(
         np.linalg.norm(np.subtract(task['ee'], task['target']))
     )
     assert task['success'] is (task['distance'] <= task['success_threshold'])
@@ -267,7 +271,8 @@ def test_record_one_expert_episode_over_dds(sim_process: subprocess.Popen[bytes]
     ep = load_episode(npz / 'episode_000007.npz')
     assert len(ep.stamp_ns) > 10  # one per camera frame: ~60 in the 4 s of the episode
     assert (np.diff(ep.stamp_ns) > 0).all()
-    assert np.linalg.norm(ep.ee_xyz[-1] - np.asarray(manifest[0]['target'])) < 0.03
+    above = np.asarray(manifest[0]['target']) + np.array([0.0, 0.0, TCP_OFFSET_2F85])
+    assert np.linalg.norm(ep.ee_xyz[-1] - above) < 0.03
 
 
 @pytest.mark.parametrize(
