@@ -8,7 +8,7 @@ VENV_JAZZY ?= .venv-jazzy
 STAMP_JAZZY := $(VENV_JAZZY)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo test lint pytest pytest-jazzy bench clean
+.PHONY: setup demo test lint pytest pytest-jazzy py310 bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-ros-kilted.txt setup.py scripts/setup_venv.sh
 	VENV=$(VENV) bash scripts/setup_venv.sh
@@ -21,7 +21,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m kinova_policy_ros.demo $(ARGS)
 
-test: lint pytest pytest-jazzy
+test: lint pytest pytest-jazzy py310
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -39,10 +39,14 @@ pytest-jazzy: $(STAMP_JAZZY)
 	$(VENV_JAZZY)/bin/python -m pytest -m ros $(PYTEST_ARGS)
 endif
 
+# Python 3.10 (Humble's): compile, import and the non-ROS tests that need no torch.
+py310:
+	bash scripts/py310.sh
+
 bench: $(STAMP)
 	$(PY) bench/bench_dataloader.py
 	$(PY) bench/bench_runner.py
 	$(PY) bench/bench_train_step.py
 
 clean:
-	rm -rf $(VENV) $(VENV_JAZZY) build install log .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV_JAZZY) .venv-py310 build install log .mypy_cache .ruff_cache .pytest_cache

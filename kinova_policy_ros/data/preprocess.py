@@ -18,17 +18,20 @@ a model was trained on. Joint values are normalized per joint to [-1, 1] with
 :class:`JointNormalizer`, whose statistics travel with the checkpoint.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TYPE_CHECKING
 
 import cv2
 from kinova_policy_ros.core.config import FITS
 from kinova_policy_ros.core.errors import CheckpointError, ConfigError
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # torch is imported where it is used: the bag converter runs without it
+    import torch
 
 #: Below this range (rad or rad/s) a joint counts as constant: it maps to 0, no division by 0.
 CONSTANT_RANGE_EPS = 1e-6
@@ -106,6 +109,9 @@ def _check_stream(frames: np.ndarray, stream: str) -> bool:
 
 
 def _resize_torch(frames: np.ndarray, stream: str, out_hw: HW) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
     """Antialiased bilinear resize of [N,H,W(,3)] frames; channel-first [N,C,h,w] out."""
     if stream == 'rgb':
         # uint8 in, uint8 out: torch's channels-last uint8 kernel (the permuted HWC frames are
@@ -267,7 +273,7 @@ class StreamGeometry:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, object], source: str = 'geometry') -> 'StreamGeometry':
+    def from_dict(cls, d: Mapping[str, object], source: str = 'geometry') -> StreamGeometry:
         """Read the JSON form; a missing or bad field is a :class:`CheckpointError` naming it."""
         for key in ('rgb_hw', 'depth_hw', 'resize_hw', 'fit'):
             if key not in d:
@@ -349,6 +355,8 @@ def frames_to_tensors(
     :return: float32 rgb in [0, 1] and float32 depth (``clip(d, 0, max) / max`` when
         ``normalize_depth01``, else metres), same shapes.
     """
+    import torch
+
     # numpy, single-threaded: on small frames torch's intra-op threads cost more than they save,
     # and DataLoader workers must not compete with the training step for cores.
     rgb = np.asarray(rgb_u8, dtype=np.float32)
@@ -399,12 +407,12 @@ class JointStats:
             raise ConfigError('stats: a max is below its min')
 
     @classmethod
-    def from_arrays(cls, q: np.ndarray, dq: np.ndarray) -> 'JointStats':
+    def from_arrays(cls, q: np.ndarray, dq: np.ndarray) -> JointStats:
         """Compute the statistics of stacked [N, 7] positions and velocities."""
         return cls(q.min(0), q.max(0), dq.min(0), dq.max(0))
 
     @classmethod
-    def merge(cls, parts: list['JointStats']) -> 'JointStats':
+    def merge(cls, parts: list[JointStats]) -> JointStats:
         """Combine the statistics of several episodes."""
         return cls(
             np.min([p.q_min for p in parts], axis=0),
@@ -417,7 +425,7 @@ class JointStats:
         return {k: [float(x) for x in getattr(self, k)] for k in self.KEYS}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, ArrayLike], source: str = 'stats') -> 'JointStats':
+    def from_dict(cls, d: Mapping[str, ArrayLike], source: str = 'stats') -> JointStats:
         """Read statistics; a missing one is an error (never a silent pass-through)."""
         missing = [k for k in cls.KEYS if k not in d]
         if missing:
@@ -425,11 +433,11 @@ class JointStats:
         return cls(*(np.asarray(d[k], dtype=np.float64) for k in cls.KEYS))
 
     @property
-    def q(self) -> 'JointNormalizer':
+    def q(self) -> JointNormalizer:
         return JointNormalizer(self.q_min, self.q_max)
 
     @property
-    def dq(self) -> 'JointNormalizer':
+    def dq(self) -> JointNormalizer:
         return JointNormalizer(self.dq_min, self.dq_max)
 
 

@@ -14,7 +14,7 @@ obtained by replaying the commands through the simulator's ``TrajectoryFollower`
 
 from collections.abc import Callable, Mapping, Sequence
 import math
-from typing import Any, NotRequired, TypedDict
+from typing import Any, TypedDict
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import KinovaPolicyError
@@ -110,7 +110,7 @@ class ProcessInfo(TypedDict):
     log: str
 
 
-class Summary(TypedDict):
+class _SummaryFields(TypedDict):
     """The aggregate of an evaluation (``closed_loop.json['summary']``)."""
 
     episodes: int
@@ -134,8 +134,13 @@ class Summary(TypedDict):
     startup_s: float | None
     wall_time_s: float
     per_episode: list[dict[str, Any]]
-    processes: NotRequired[dict[str, ProcessInfo]]
-    plots: NotRequired[list[str]]
+
+
+class Summary(_SummaryFields, total=False):
+    """The summary with what the DDS evaluation adds (Python 3.10 has no NotRequired)."""
+
+    processes: dict[str, ProcessInfo]
+    plots: list[str]
 
 
 def float_or_none(value: str | float | None) -> float | None:

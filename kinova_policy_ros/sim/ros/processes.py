@@ -15,7 +15,7 @@ from pathlib import Path
 import signal
 import subprocess
 import sys
-from typing import IO, Self
+from typing import IO
 
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
 from kinova_policy_ros.sim.camera import camera_profile, DEFAULT_PROFILE
@@ -235,7 +235,7 @@ class ProcessGroup:
         """Return name -> pid, exit code and log name of every process."""
         return {child.name: child.info() for child in self.children}
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> 'ProcessGroup':
         """Start every process (stopping those started if one fails to start)."""
         try:
             self.start()

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 import shutil
 import threading
-from typing import Any, Self
+from typing import Any
 
 from kinova_policy_ros.core.errors import BagError, ConfigError
 from kinova_policy_ros.ros.messages import now_ns, ros_type_name
@@ -211,7 +211,7 @@ class _Replans:
         reach: JointPlan,
         target: npt.NDArray[np.float64],
         expert: ExpertConfig | None,
-    ) -> Self:
+    ) -> '_Replans':
         """Return the re-plans of ``drawn`` for a ``reach`` sent at ``start_ns``."""
         if drawn is None or drawn.pause_at is None:
             return cls(target, expert)
