@@ -85,6 +85,20 @@ def test_every_module_sits_in_a_known_layer():
     assert [m for m in modules() if m.count('.') == 0] == ['kinova_policy_ros']
 
 
+def test_every_module_has_its_test_file():
+    """The tests mirror the package: <layer>/<m>.py is tested in test/<layer>/test_<m>.py."""
+    test_root = PKG.parent / 'test'
+    missing = []
+    for path in sorted(PKG.rglob('*.py')):
+        if path.name == '__init__.py':
+            continue
+        rel = path.relative_to(PKG)
+        want = test_root / rel.parent / f'test_{rel.name}'
+        if not want.is_file():
+            missing.append(str(want.relative_to(PKG.parent)))
+    assert missing == []
+
+
 def test_imports_point_down_the_layers():
     offenders = []
     for mod, path in modules().items():

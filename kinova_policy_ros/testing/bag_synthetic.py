@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.testing.mcap_synthetic import McapChannelSpec, write_mcap
 import numpy as np
 import numpy.typing as npt
 from rosbags.interfaces import Connection
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     'GRIPPER_JOINTS',
     'STATIC_EE',
+    'McapChannelSpec',
     'SynthSpec',
     'SynthTruth',
     'depth_frame',
@@ -504,51 +506,3 @@ def write_bag(path: str | Path, spec: SynthSpec | None = None) -> SynthTruth:
     else:
         _write_storage(Path(path), spec, _streams(spec, truth))
     return truth
-
-
-#: One MCAP channel for :func:`write_mcap`: topic, schema name, schema encoding, schema data,
-#: message encoding and the messages' payloads.
-McapChannelSpec = tuple[str, str, str, bytes, str, list[bytes]]
-
-
-def _record(op: int, content: bytes) -> bytes:
-    return bytes([op]) + len(content).to_bytes(8, 'little') + content
-
-
-def _mcap_str(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(4, 'little') + raw
-
-
-def write_mcap(path: str | Path, profile: str, channels: list[McapChannelSpec]) -> Path:
-    """
-    Write a minimal MCAP file (any profile and encodings, as non-ROS tools write them).
-
-    Unchunked messages, a summary section with the schema and channel records, and the footer
-    pointing at it (https://mcap.dev/spec). Returns the path.
-    """
-    import struct
-
-    magic = b'\x89MCAP0\r\n'
-    schemas, chans, msgs = b'', b'', b''
-    for k, (topic, name, enc, data, msg_enc, payloads) in enumerate(channels):
-        schemas += _record(
-            0x03,
-            struct.pack('<H', k + 1) + _mcap_str(name) + _mcap_str(enc)
-            + len(data).to_bytes(4, 'little') + data,
-        )
-        chans += _record(
-            0x04,
-            struct.pack('<HH', k + 1, k + 1) + _mcap_str(topic) + _mcap_str(msg_enc)
-            + (0).to_bytes(4, 'little'),
-        )
-        for i, payload in enumerate(payloads):
-            msgs += _record(0x05, struct.pack('<HIQQ', k + 1, i, 1000 + i, 1000 + i) + payload)
-    head = magic + _record(0x01, _mcap_str(profile) + _mcap_str('kinova_policy_ros test'))
-    data_section = head + schemas + chans + msgs + _record(0x0F, (0).to_bytes(4, 'little'))
-    summary_start = len(data_section)
-    summary = schemas + chans
-    footer = _record(0x02, struct.pack('<QQI', summary_start, 0, 0))
-    out = Path(path)
-    out.write_bytes(data_section + summary + footer + magic)
-    return out

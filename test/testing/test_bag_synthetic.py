@@ -95,14 +95,3 @@ def test_split_recording_has_every_message_once(tmp_path: Path) -> None:
     assert read['split'] == read['one'] and info['message_count'] == len(read['one'])
     per_file = [f['message_count'] for f in info['files']]
     assert sum(per_file) == len(read['one']) and max(per_file) - min(per_file) <= 1
-
-
-def test_write_mcap_layout(tmp_path: Path) -> None:
-    path = syn.write_mcap(tmp_path / 'a.mcap', 'x', [('/t', 'S', 'protobuf', b'd', 'pb', [b'm'])])
-    data = path.read_bytes()
-    assert data.startswith(b'\x89MCAP0\r\n\x01') and data.endswith(b'\x89MCAP0\r\n')
-    footer = data[-37:]
-    assert footer[0] == 0x02
-    summary_start = int.from_bytes(footer[9:17], 'little')
-    assert data[summary_start] == 0x03  # the summary begins with the schema record
-    assert data[summary_start - 13] == 0x0F  # after the data-end record (9 + 4 bytes)
