@@ -87,7 +87,9 @@ def _start_node(
 class Driver:
     """Publishes one observation at a time and times the command that answers it."""
 
-    def __init__(self, height: int, width: int) -> None:
+    def __init__(
+        self, height: int, width: int, depth_hw: tuple[int, int] | None = None
+    ) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node('bench_node_latency', context=self.context)
@@ -97,7 +99,9 @@ class Driver:
         )
         self.depth = image_codec.fill_image_msg(
             Image(),
-            image_codec.encode_depth(rng.uniform(0.3, 2.0, (height, width)).astype(np.float32)),
+            image_codec.encode_depth(
+                rng.uniform(0.3, 2.0, depth_hw or (height, width)).astype(np.float32)
+            ),
         )
         self.joints = JointState()
         self.joints.name = [f'joint_{i}' for i in range(7, 0, -1)]
@@ -215,7 +219,7 @@ def run_child(args: argparse.Namespace) -> None:
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     with tempfile.TemporaryDirectory(prefix='bench_node_latency_') as tmp:
         checkpoint = make_random_checkpoint(Path(tmp) / 'ckpt', image_hw=tuple(args.image_hw))
-        driver = Driver(args.height, args.width)
+        driver = Driver(args.height, args.width, tuple(args.depth_hw) if args.depth_hw else None)
         try:
             for mode in args.modes.split(','):
                 res = run_mode(
@@ -241,6 +245,13 @@ def main() -> None:
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--image-hw', type=int, nargs=2, default=(96, 128))
+    parser.add_argument(
+        '--depth-hw',
+        type=int,
+        nargs=2,
+        default=None,
+        help='depth size when it differs from colour (kinova_vision: 270 480)',
+    )
     parser.add_argument('--modes', default='cache,full', help='cache, full or both')
     parser.add_argument(
         '--transports', default='default,shm', help=f'any of {",".join(TRANSPORTS)}'
@@ -293,7 +304,9 @@ def main() -> None:
     print(
         f'\nobservation -> command latency through DDS ({platform.processor() or "cpu"}, '
         f'{os.cpu_count()} cores, torch {torch.__version__}, device {device}, '
-        f'camera {args.height}x{args.width}, model input {args.image_hw[0]}x{args.image_hw[1]}, '
+        f'camera {args.height}x{args.width}'
+        f'{"" if not args.depth_hw else f" (depth {args.depth_hw[0]}x{args.depth_hw[1]})"}, '
+        f'model input {args.image_hw[0]}x{args.image_hw[1]}, '
         f'image QoS {"best effort" if args.best_effort else "reliable"})'
     )
     print(

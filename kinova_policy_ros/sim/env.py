@@ -257,6 +257,20 @@ class Gen3Sim:
         """Tool centre point (``SceneConfig.tcp_offset`` along the tool z) in ``base_link``."""
         return tcp_point(self.ee_matrix(), self.scene.tcp_offset)
 
+    def task_fields(self) -> dict[str, object]:
+        """Return the task state (distances, success, target, flange and TCP positions)."""
+        return {
+            'seed': self.episode.seed,
+            'distance': self.distance(),
+            'distance_flange': self.flange_distance(),
+            'success': self.success(),
+            'success_threshold': self.success_threshold,
+            'tcp_offset': self.scene.tcp_offset,
+            'target': [float(v) for v in self.target_position()],
+            'ee': [float(v) for v in self.ee_matrix()[:3, 3]],
+            'tcp': [float(v) for v in self.tcp_position()],
+        }
+
     def distance(self) -> float:
         """Distance from the tool centre point (between the fingertips) to the target, m."""
         return float(np.linalg.norm(self.tcp_position() - self.target_position()))

@@ -117,18 +117,7 @@ def default_topics() -> dict[str, str]:
 
 def task_state(sim: Gen3Sim, stamp_ns: int) -> dict[str, Any]:
     """Return the task-state dictionary the simulator node publishes as JSON."""
-    return {
-        'stamp_ns': int(stamp_ns),
-        'seed': sim.episode.seed,
-        'distance': sim.distance(),
-        'distance_flange': sim.flange_distance(),
-        'success': sim.success(),
-        'success_threshold': sim.success_threshold,
-        'tcp_offset': sim.scene.tcp_offset,
-        'target': [float(v) for v in sim.target_position()],
-        'ee': [float(v) for v in sim.ee_matrix()[:3, 3]],
-        'tcp': [float(v) for v in sim.tcp_position()],
-    }
+    return {'stamp_ns': int(stamp_ns), **sim.task_fields()}
 
 
 class _SensorWriter:

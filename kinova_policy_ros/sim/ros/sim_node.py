@@ -391,17 +391,9 @@ class SimNode(Node):
         sim = self.sim
         return {
             'stamp_ns': self._now_ns(),
-            'seed': sim.episode.seed,
+            **sim.task_fields(),
             'episode': self.episode_index,
             'episode_time_s': sim.time,
-            'distance': sim.distance(),
-            'distance_flange': sim.flange_distance(),
-            'success': sim.success(),
-            'success_threshold': sim.success_threshold,
-            'tcp_offset': sim.scene.tcp_offset,
-            'target': [float(v) for v in sim.target_position()],
-            'ee': [float(v) for v in sim.ee_matrix()[:3, 3]],
-            'tcp': [float(v) for v in sim.tcp_position()],
             'trajectories_accepted': self.follower.accepted,
             'trajectories_rejected': self.follower.rejected,
             'last_rejection': self.follower.last_rejection,
