@@ -134,3 +134,14 @@ def test_invalid_scene_is_rejected():
         Gen3Sim(SceneConfig(image_width=0), render=False)
     with pytest.raises(ConfigError, match='start_noise'):
         Gen3Sim(start_noise=-1.0, render=False)
+
+
+def test_task_fields_are_consistent(sim):
+    sim.reset(seed=11)
+    f = sim.task_fields()
+    assert f['seed'] == 11
+    tcp, target, ee = (np.asarray(f[k]) for k in ('tcp', 'target', 'ee'))
+    assert f['distance'] == pytest.approx(np.linalg.norm(tcp - target))
+    assert f['distance_flange'] == pytest.approx(np.linalg.norm(ee - target))
+    assert np.linalg.norm(tcp - ee) == pytest.approx(f['tcp_offset'])
+    assert f['success'] == (f['distance'] <= f['success_threshold'])
