@@ -7,6 +7,8 @@ values back into :class:`~kinova_policy_ros.ros.node_params.Settings` and valida
 allowed at run time (:data:`RUNTIME_PARAMETERS`).
 """
 
+from __future__ import annotations  # Parameter[...] is generic on Kilted only (Jazzy: not)
+
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any

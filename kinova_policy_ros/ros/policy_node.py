@@ -23,6 +23,8 @@ Run: ``ros2 run kinova_policy_ros policy_node --ros-args -p checkpoint:=<dir>`` 
 ``python -m kinova_policy_ros.ros.policy_node --ros-args --params-file config/policy.yaml ...``.
 """
 
+from __future__ import annotations  # Parameter[...] is generic on Kilted only (Jazzy: not)
+
 from collections.abc import Sequence
 import signal
 import sys
@@ -136,7 +138,7 @@ class PolicyNode(Node):
 
     # ------------------------------------------------------------------------------ set-up
 
-    def _load_runner(self, s: Settings) -> 'PolicyRunner':
+    def _load_runner(self, s: Settings) -> PolicyRunner:
         # torch is imported here, not at module level: a SIGINT/SIGTERM during the slow import
         # then reaches main()'s handlers and still ends in a clean exit.
         from kinova_policy_ros.policy.inference import PolicyRunner
