@@ -94,7 +94,11 @@ def listener() -> Iterator[Listener]:
     )
     h = Listener()
     try:
-        ok = _wait(lambda: all(len(h.stamps[k]) >= 4 for k in KEYS if k != 'task_state'), 90.0)
+        ok = _wait(
+            lambda: all(len(h.stamps[k]) >= 4 for k in KEYS if k != 'task_state')
+            and 'task_state' in h.last,  # a String (no header): its latest message
+            90.0,
+        )
         assert ok, {k: len(v) for k, v in h.stamps.items()}
         yield h
     finally:
