@@ -253,7 +253,10 @@ class Trainer:
             'samples_per_s': samples_per_s,
             'elapsed_s': elapsed_s,
         }
-        bar.set_postfix(loss=f'{row["train_loss"]:.4f}', val=f'{self.last_val:.4f}')
+        shown = {'loss': f'{row["train_loss"]:.4f}'}
+        if math.isfinite(self.last_val):  # no 'val=inf' before the first validation
+            shown['val'] = f'{self.last_val:.4f}'
+        bar.set_postfix(shown)
         return row
 
     def _validate(self, row: MetricRow) -> MetricRow:

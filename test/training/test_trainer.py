@@ -43,6 +43,7 @@ def test_progress_is_plain_lines_when_not_a_terminal(data: Path, tmp_path: Path,
     assert '\r' not in err
     assert [line.split()[2] for line in lines] == ['1/4', '2/4', '3/4', '4/4']
     assert lines[-1].startswith('train: 100% 4/4') and 'loss=' in lines[-1]
+    assert not any('val=' in line for line in lines)  # no validation in this run: no val=inf
     quiet = trainer(data, tmp_path / 'quiet', 'train.num_steps=2', progress=False)
     quiet.run()
     assert 'train:' not in capsys.readouterr().err
