@@ -135,7 +135,7 @@ def test_corrupt_deflate_stream_is_a_schema_error(tmp_path: Path) -> None:
         info = z.getinfo('rgb.npy')
     data = bytearray(path.read_bytes())
     off = info.header_offset  # the local header's own name and extra lengths
-    names, extra = (int.from_bytes(data[off + i : off + i + 2], 'little') for i in (26, 28))
+    names, extra = (int.from_bytes(data[off + i:off + i + 2], 'little') for i in (26, 28))
     data[off + 30 + names + extra + 2] ^= 0xFF  # inside rgb.npy's deflate stream
     path.write_bytes(bytes(data))
     with pytest.raises(SchemaError, match=rf'{path}: cannot read npz episode'):
