@@ -13,6 +13,7 @@ This module holds the dataclasses and their checks; reading the YAML file and th
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+import math
 import os
 
 from kinova_policy_ros.core.config_codec import from_dict, PlainValue, to_dict
@@ -53,9 +54,25 @@ LR_SCHEDULERS = (
 )
 
 
+#: Upper bounds of the sizes a config may ask for: far above any model this package trains,
+#: low enough that a hostile ``config.json`` (``d_model: 1000000000``) is refused by name before
+#: anything is allocated. The weights file bounds the whole model (policy.checkpoint).
+MAX_WIDTH = 8192  # d_model, dim_feedforward, feature sizes, conv channels
+MAX_LAYERS = 64  # transformer layers of each stack, conv layers
+MAX_STEPS = 4096  # horizons (frames)
+MAX_JOINTS = 64
+MAX_IMAGE_SIDE = 4096  # data.resize_hw
+
+
 def _require(ok: bool, key: str, value: object, what: str) -> None:
     if not ok:
         raise ConfigError(f'{key}: {what}, got {value!r}')
+
+
+def _at_most(cfg: object, section: str, keys: tuple[str, ...], bound: int) -> None:
+    for key in keys:
+        value = getattr(cfg, key)
+        _require(value <= bound, f'{section}.{key}', value, f'must be <= {bound}')
 
 
 @dataclass
@@ -90,6 +107,12 @@ class DataConfig:
             self.resize_hw,
             'must be [H, W] with H, W >= 8',
         )
+        _require(
+            all(int(v) <= MAX_IMAGE_SIDE for v in self.resize_hw),
+            'data.resize_hw',
+            self.resize_hw,
+            f'must be [H, W] with H, W <= {MAX_IMAGE_SIDE}',
+        )
         if self.crop is not None:
             crop = tuple(float(v) for v in self.crop)
             self.crop = crop  # type: ignore[assignment]
@@ -112,7 +135,12 @@ class DataConfig:
                 'top + height <= 1 and left + width <= 1',
             )
         _require(self.fit in FITS, 'data.fit', self.fit, f'must be one of {list(FITS)}')
-        _require(self.max_depth_m > 0, 'data.max_depth_m', self.max_depth_m, 'must be > 0')
+        _require(
+            self.max_depth_m > 0 and math.isfinite(self.max_depth_m),
+            'data.max_depth_m',
+            self.max_depth_m,
+            'must be > 0 and finite',
+        )
         _require(
             self.max_episode_length is None or self.max_episode_length >= 1,
             'data.max_episode_length',
@@ -127,6 +155,7 @@ class DataConfig:
             'must be true or false',
         )
         _require(self.pred_horizon >= 1, 'data.pred_horizon', self.pred_horizon, 'must be >= 1')
+        _at_most(self, 'data', ('obs_horizon', 'pred_horizon'), MAX_STEPS)
         _require(
             1 <= self.action_horizon <= self.pred_horizon,
             'data.action_horizon',
@@ -196,7 +225,12 @@ class ModelConfig:
             self.image_pool,
             "must be 'avg' or 'spatial_softmax'",
         )
-        _require(self.keypoint_beta > 0, 'model.keypoint_beta', self.keypoint_beta, 'must be > 0')
+        _require(
+            self.keypoint_beta > 0 and math.isfinite(self.keypoint_beta),
+            'model.keypoint_beta',
+            self.keypoint_beta,
+            'must be > 0 and finite',
+        )
         _require(
             self.conv_norm in ('none', 'group'),
             'model.conv_norm',
@@ -207,6 +241,18 @@ class ModelConfig:
             self.max_pred_horizon >= 1, 'model.max_pred_horizon', self.max_pred_horizon, '>= 1'
         )
         _require(self.num_joints >= 1, 'model.num_joints', self.num_joints, 'must be >= 1')
+        widths = ('d_model', 'dim_feedforward', 'img_feat_dim', 'q_feat_dim')
+        _at_most(self, 'model', widths, MAX_WIDTH)
+        _at_most(self, 'model', ('num_encoder_layers', 'num_decoder_layers'), MAX_LAYERS)
+        _at_most(self, 'model', ('max_pred_horizon',), MAX_STEPS)
+        _at_most(self, 'model', ('num_joints',), MAX_JOINTS)
+        _require(
+            len(self.conv_channels) <= MAX_LAYERS
+            and all(c <= MAX_WIDTH for c in self.conv_channels),
+            'model.conv_channels',
+            self.conv_channels,
+            f'must be at most {MAX_LAYERS} channel counts, each <= {MAX_WIDTH}',
+        )
 
 
 @dataclass

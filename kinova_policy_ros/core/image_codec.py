@@ -130,21 +130,45 @@ def _payload(msg: RawImageMsg | CompressedImageMsg, what: str) -> np.ndarray:
     data = getattr(msg, 'data', None)
     if data is None:
         raise DecodeError(f'{what}: message has no data field ({type(msg).__name__})')
-    if isinstance(data, np.ndarray):
-        if data.dtype == np.uint8:
-            return data.reshape(-1)
-        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
     try:
-        return np.frombuffer(data, dtype=np.uint8)
-    except (TypeError, ValueError):
-        return np.asarray(data, dtype=np.uint8).reshape(-1)
+        if isinstance(data, np.ndarray):
+            if data.dtype == np.uint8:
+                return data.reshape(-1)
+            return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+        if isinstance(data, str):
+            raise TypeError('a str, not bytes')
+        try:
+            return np.frombuffer(data, dtype=np.uint8)
+        except (TypeError, ValueError):
+            return np.asarray(data, dtype=np.uint8).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise DecodeError(
+            f'{what}: field data is not a byte sequence ({type(data).__name__}: {err})'
+        ) from err
+
+
+def _int_field(msg: RawImageMsg, name: str, what: str) -> int:
+    """Return the integer field ``name`` of an Image message; DecodeError names a bad one."""
+    value = getattr(msg, name, None)
+    if isinstance(value, (bool, float)) or not isinstance(value, (int, np.integer)):
+        raise DecodeError(f'{what}: field {name} must be an integer, got {value!r}')
+    return int(value)
+
+
+def _encoding(msg: RawImageMsg) -> str:
+    """Return the ``encoding`` field; DecodeError when it is missing or not a string."""
+    encoding = getattr(msg, 'encoding', None)
+    if not isinstance(encoding, str):
+        raise DecodeError(f'image: field encoding must be a string, got {encoding!r}')
+    return encoding
 
 
 def _geometry(msg: RawImageMsg, bytes_per_pixel: int) -> tuple[int, int, int, np.ndarray]:
     """Check height/width/step against the payload length; return (h, w, step, payload)."""
-    encoding = str(msg.encoding)
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = _payload(msg, f'image encoding {encoding!r}')
+    encoding = _encoding(msg)
+    what = f'image encoding {encoding!r}'
+    h, w, step = (_int_field(msg, k, what) for k in ('height', 'width', 'step'))
+    data = _payload(msg, what)
     row = w * bytes_per_pixel
     if h <= 0 or w <= 0:
         raise DecodeError(f'image encoding {encoding!r}: empty image (height={h}, width={w})')
@@ -159,7 +183,8 @@ def _geometry(msg: RawImageMsg, bytes_per_pixel: int) -> tuple[int, int, int, np
             f'image encoding {encoding!r}: data has {data.size} bytes, expected {full} '
             f'(height {h} x step {step}) for a {h}x{w} image'
         )
-    return h, w, step, data
+    # A one-row image never steps to a second row: its step only has to cover the row.
+    return h, w, step if h > 1 else row, data
 
 
 def decode_rgb(msg: RawImageMsg, out: np.ndarray | None = None) -> np.ndarray:
@@ -172,11 +197,12 @@ def decode_rgb(msg: RawImageMsg, out: np.ndarray | None = None) -> np.ndarray:
     :param out: decode into this uint8 ``[H, W, 3]`` array (e.g. a slot of a frame buffer)
         instead of a new one; a size mismatch is a :class:`DecodeError`.
     """
-    encoding = str(msg.encoding)
+    encoding = _encoding(msg)
     if encoding not in _COLOR:
         raise DecodeError(
             f'unsupported RGB image encoding {encoding!r} '
-            f'({int(msg.height)}x{int(msg.width)}); supported: {", ".join(COLOR_ENCODINGS)}'
+            f'({getattr(msg, "height", "?")}x{getattr(msg, "width", "?")}); '
+            f'supported: {", ".join(COLOR_ENCODINGS)}'
         )
     channels, order = _COLOR[encoding]
     h, w, step, data = _geometry(msg, channels)
@@ -206,15 +232,16 @@ def decode_depth(msg: RawImageMsg, out: np.ndarray | None = None) -> np.ndarray:
     :param out: decode into this float32 ``[H, W]`` array instead of a new one; a size mismatch
         is a :class:`DecodeError`.
     """
-    encoding = str(msg.encoding)
+    encoding = _encoding(msg)
     if encoding not in _DEPTH:
         raise DecodeError(
             f'unsupported depth image encoding {encoding!r} '
-            f'({int(msg.height)}x{int(msg.width)}); supported: {", ".join(DEPTH_ENCODINGS)}'
+            f'({getattr(msg, "height", "?")}x{getattr(msg, "width", "?")}); '
+            f'supported: {", ".join(DEPTH_ENCODINGS)}'
         )
     dtype_str, scale = _DEPTH[encoding]
     dtype = np.dtype(dtype_str)
-    if int(msg.is_bigendian):
+    if _int_field(msg, 'is_bigendian', f'depth image encoding {encoding!r}'):
         dtype = dtype.newbyteorder('>')
     h, w, step, data = _geometry(msg, dtype.itemsize)
     view = np.ndarray((h, w), dtype=dtype, buffer=data, strides=(step, dtype.itemsize))

@@ -14,6 +14,7 @@ from pathlib import Path
 import secrets
 from typing import TypeAlias
 import zipfile
+import zlib
 
 from kinova_policy_ros.core.errors import SchemaError
 from kinova_policy_ros.data.npz_writer import FrameStream, write_npz
@@ -256,6 +257,18 @@ def _from_arrays(a: Mapping[str, np.ndarray]) -> Episode:
     )
 
 
+# What reading a corrupt file raises: I/O, a bad zip or npy header, a truncated member, a
+# corrupt deflate stream, a corrupt compression-method field of a zip member.
+_UNREADABLE: tuple[type[Exception], ...] = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+)
+
+
 def read_arrays(
     path: str | os.PathLike[str], keys: Iterable[str] | None = None
 ) -> dict[str, np.ndarray]:
@@ -270,7 +283,7 @@ def read_arrays(
             return {k: z[k] for k in wanted}
     except SchemaError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except _UNREADABLE as err:
         raise SchemaError(f'{path}: cannot read npz episode: {err}') from err
 
 

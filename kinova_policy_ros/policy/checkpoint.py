@@ -16,9 +16,10 @@ Directories are written under a temporary name and renamed, so a crash never lea
 checkpoint that looks complete but is not.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 import json
+import math
 import os
 from pathlib import Path
 import shutil
@@ -28,7 +29,7 @@ from kinova_policy_ros.core.config import DataConfig, from_dict, ModelConfig, to
 from kinova_policy_ros.core.errors import CheckpointError, ConfigError
 from kinova_policy_ros.data.preprocess import JointStats, StreamGeometry
 from kinova_policy_ros.policy.model import TransformerJointGripperNoDQ
-from safetensors import SafetensorError
+from safetensors import safe_open, SafetensorError
 from safetensors.torch import load_file, save_file
 import torch
 
@@ -123,8 +124,11 @@ def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
         raw = json.loads(cfg_path.read_text())
     except OSError as err:
         raise CheckpointError(f'{cfg_path}: cannot read checkpoint config: {err}') from err
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, a
+        # 5000-digit integer; a thousands-deep nesting
         raise CheckpointError(f'{cfg_path}: invalid JSON: {err}') from err
+    if not isinstance(raw, dict):
+        raise CheckpointError(f'{cfg_path}: expected a JSON object, got {type(raw).__name__}')
     for key in ('format_version', 'model', 'data', 'stats', 'joint_names', 'dt'):
         if key not in raw:
             raise CheckpointError(f'{cfg_path}: missing field {key!r}')
@@ -146,7 +150,13 @@ def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
         stats = JointStats.from_dict(raw['stats'], f'{cfg_path}: stats')
     except (ValueError, TypeError) as err:  # ConfigError is a ValueError
         raise CheckpointError(f"{cfg_path}: field 'stats': {err}") from err
-    names = tuple(str(n) for n in raw['joint_names'])
+    if not isinstance(raw['joint_names'], list) or not all(
+        isinstance(n, str) for n in raw['joint_names']
+    ):
+        raise CheckpointError(
+            f"{cfg_path}: field 'joint_names' must be a list of names, got {raw['joint_names']!r}"
+        )
+    names = tuple(raw['joint_names'])
     if len(names) != model_cfg.num_joints or len(set(names)) != len(names):
         raise CheckpointError(
             f"{cfg_path}: field 'joint_names' must be {model_cfg.num_joints} unique names, "
@@ -155,8 +165,11 @@ def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
     if stats.q_min.shape[0] != model_cfg.num_joints:
         raise CheckpointError(f"{cfg_path}: field 'stats' has {stats.q_min.shape[0]} joints")
     dt = raw['dt']
-    if not isinstance(dt, int | float) or not dt > 0:
+    if isinstance(dt, bool) or not isinstance(dt, int | float) or not 0 < dt < math.inf:
         raise CheckpointError(f"{cfg_path}: field 'dt' must be a positive number, got {dt!r}")
+    step = raw.get('step', 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{cfg_path}: field 'step' must be an integer >= 0, got {step!r}")
     geometry = None
     if raw.get('geometry') is not None:
         if not isinstance(raw['geometry'], dict):
@@ -171,10 +184,47 @@ def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
         stats,
         names,
         float(dt),
-        int(raw.get('step', 0)),
+        step,
         extra,
         geometry,
     )
+
+
+def _check_tensors(
+    file: Path, found: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]]
+) -> None:
+    """Name the first tensor missing from ``found``, of another shape, or not expected."""
+    for key, shape in expected.items():
+        if key not in found:
+            raise CheckpointError(f'{file}: missing tensor {key!r}')
+        if list(found[key]) != list(shape):
+            raise CheckpointError(
+                f'{file}: tensor {key!r} has shape {list(found[key])}, the model config '
+                f'needs {list(shape)}'
+            )
+    unexpected = sorted(set(found) - set(expected))
+    if unexpected:
+        raise CheckpointError(f'{file}: unexpected tensor {unexpected[0]!r}')
+
+
+def check_weight_shapes(path: Path, info: CheckpointInfo) -> None:
+    """
+    Check the tensor shapes in the header of ``model.safetensors`` against ``info.model``.
+
+    The model is laid out on the meta device (no memory) and the file's header read without its
+    data, so a config that asks for a model larger than its weights is refused before anything
+    of that size is allocated.
+    """
+    file = path / MODEL_FILE
+    with torch.device('meta'):
+        skeleton = TransformerJointGripperNoDQ(info.model, obs_horizon=info.data.obs_horizon)
+    expected = {k: list(v.shape) for k, v in skeleton.state_dict().items()}
+    try:
+        with safe_open(str(file), framework='pt') as f:
+            found = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError(f'{file}: cannot read weights: {err}') from err
+    _check_tensors(file, found, expected)
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
@@ -184,18 +234,11 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
         tensors = load_file(str(file))
     except (OSError, SafetensorError) as err:
         raise CheckpointError(f'{file}: cannot read weights: {err}') from err
-    expected = model.state_dict()
-    for key, ref in expected.items():
-        if key not in tensors:
-            raise CheckpointError(f'{file}: missing tensor {key!r}')
-        if tensors[key].shape != ref.shape:
-            raise CheckpointError(
-                f'{file}: tensor {key!r} has shape {list(tensors[key].shape)}, the model config '
-                f'needs {list(ref.shape)}'
-            )
-    unexpected = sorted(set(tensors) - set(expected))
-    if unexpected:
-        raise CheckpointError(f'{file}: unexpected tensor {unexpected[0]!r}')
+    _check_tensors(
+        file,
+        {k: list(v.shape) for k, v in tensors.items()},
+        {k: list(v.shape) for k, v in model.state_dict().items()},
+    )
     model.load_state_dict(tensors)
 
 
@@ -204,6 +247,7 @@ def load_checkpoint(
 ) -> tuple[TransformerJointGripperNoDQ, CheckpointInfo]:
     """Build the model from ``config.json``, load its weights, move it to ``device`` (eval)."""
     info = read_checkpoint_info(path)
+    check_weight_shapes(info.path, info)  # before the model is allocated
     model = TransformerJointGripperNoDQ(info.model, obs_horizon=info.data.obs_horizon)
     load_weights(info.path, model)
     return model.to(device).eval(), info

@@ -106,7 +106,7 @@ class JointStateReader:
         self._cached: tuple[tuple[str, ...], npt.NDArray[np.intp]] | None = None
 
     def index_for(self, names: tuple[str, ...]) -> npt.NDArray[np.intp]:
-        """Return where each robot joint sits in ``names``; ValueError names missing ones."""
+        """Return where each robot joint sits in ``names``; ValueError names missing or twice."""
         cached = self._cached
         if cached is not None and cached[0] == names:
             return cached[1]
@@ -114,6 +114,11 @@ class JointStateReader:
         missing = [n for n in self.robot_names if n not in lookup]
         if missing:
             raise ValueError(f'missing joints {missing} (message has {list(names)})')
+        if len(lookup) != len(names):
+            # An arm joint listed twice has two positions: neither can be trusted.
+            twice = [n for n in self.robot_names if names.count(n) > 1]
+            if twice:
+                raise ValueError(f'duplicate joints {twice} (message has {list(names)})')
         index = np.array([lookup[n] for n in self.robot_names], dtype=np.intp)
         self._cached = (names, index)
         return index
