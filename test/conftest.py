@@ -1,5 +1,6 @@
 """Shared pytest set-up: isolate the DDS traffic of this run, render MuJoCo headless."""
 
+import atexit
 import os
 from pathlib import Path
 import sys
@@ -18,6 +19,7 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 if 'ROS_DOMAIN_ID' not in os.environ:
     _DOMAIN = claim_domain_id()
     os.environ['ROS_DOMAIN_ID'] = str(_DOMAIN.domain_id)
+    atexit.register(_DOMAIN.release)  # (the kernel would drop the lock anyway; no warning)
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 os.environ.setdefault('MUJOCO_GL', 'egl')
 

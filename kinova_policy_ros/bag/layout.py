@@ -183,7 +183,8 @@ def _metadata_files(directory: Path) -> tuple[Storage, list[str]]:
         info = yaml.safe_load(meta.read_text())['rosbag2_bagfile_information']
         names = [Path(str(p)).name for p in info.get('relative_file_paths') or []]
         ident = str(info.get('storage_identifier', 'sqlite3'))
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as err:
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, AttributeError) as err:
+        # (ValueError: UnicodeDecodeError of a file that is not text)
         raise BagError(f'{meta}: not a readable rosbag2 metadata.yaml: {err!r}') from err
     return ('mcap' if ident == 'mcap' else 'sqlite3'), names
 

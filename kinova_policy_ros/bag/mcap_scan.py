@@ -68,6 +68,8 @@ def _records(f: BinaryIO, start: int, end: int) -> list[tuple[int, bytes]]:
         op, length = head[0], struct.unpack_from('<Q', head, 1)[0]
         if op in (_FOOTER, _DATA_END):
             break
+        if pos + 9 + length > end:  # a record longer than what is left: damaged, stop here
+            break
         if op in (_SCHEMA, _CHANNEL):
             out.append((op, f.read(length)))
         pos += 9 + length
@@ -86,9 +88,15 @@ def scan(path: Path) -> tuple[str, list[McapChannel]]:
             if not head.startswith(MAGIC) or len(head) < 17 or head[8] != _HEADER:
                 raise BagError(f'{path}: not an MCAP file (no MCAP magic and header record)')
             (length,) = struct.unpack_from('<Q', head, 9)
+            size = f.seek(0, 2)
+            if length > size - len(head):  # checked before anything of that size is read
+                raise BagError(
+                    f'{path}: damaged MCAP file: its header record claims {length} bytes, '
+                    f'the file has {size}'
+                )
+            f.seek(len(head))
             header = f.read(length)
             profile, _ = _string(header, 0)
-            size = f.seek(0, 2)
             f.seek(max(size - _FOOTER_SIZE, 0))
             footer = f.read(_FOOTER_SIZE)
             summary_start = 0

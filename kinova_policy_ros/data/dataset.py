@@ -184,12 +184,12 @@ def open_cached_episode(
     rgb_hw, depth_hw = _stream_sizes(path, meta['source_hw'])
     return CachedEpisode(
         source=path,
-        rgb=np.load(entry / 'rgb.npy', mmap_mode='r'),
-        depth=np.load(entry / 'depth.npy', mmap_mode='r'),
-        q=np.load(entry / 'q.npy'),
-        dq=np.load(entry / 'dq.npy'),
-        stamp_ns=np.load(entry / 'stamp_ns.npy'),
-        ee_xyz=np.load(entry / 'ee_xyz.npy'),
+        rgb=np.load(entry / 'rgb.npy', mmap_mode='r', allow_pickle=False),
+        depth=np.load(entry / 'depth.npy', mmap_mode='r', allow_pickle=False),
+        q=np.load(entry / 'q.npy', allow_pickle=False),
+        dq=np.load(entry / 'dq.npy', allow_pickle=False),
+        stamp_ns=np.load(entry / 'stamp_ns.npy', allow_pickle=False),
+        ee_xyz=np.load(entry / 'ee_xyz.npy', allow_pickle=False),
         joint_names=tuple(meta['joint_names']),
         rgb_hw=(rgb_hw[0], rgb_hw[1]),
         depth_hw=(depth_hw[0], depth_hw[1]),
