@@ -9,13 +9,11 @@ never leaves a file (a partial npz, a temp file) in the output folder, and it ne
 (each case runs under an alarm).
 """
 
-from collections.abc import Iterator
-import contextlib
 from dataclasses import replace
 from pathlib import Path
 import shutil
-import signal
 
+from helpers import bounded
 from hypothesis import given, HealthCheck, settings
 from hypothesis import strategies as st
 from kinova_policy_ros.bag.convert import convert_bag
@@ -27,29 +25,13 @@ import pytest
 
 CASES = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 OPTS = replace(ConvertOptions(), progress=False)
-SPEC = syn.SynthSpec(n_frames=6, height=12, width=16)
-
-
-@contextlib.contextmanager
-def bounded(seconds: int = 20) -> Iterator[None]:
-    """Fail the case (TimeoutError) instead of hanging when it runs longer than ``seconds``."""
-
-    def _expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f'case still running after {seconds} s')
-
-    previous = signal.signal(signal.SIGALRM, _expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+BAG_SPEC = syn.SynthSpec(n_frames=6, height=12, width=16)
 
 
 @pytest.fixture(scope='module', params=['sqlite3', 'mcap'])
 def pristine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     bag = tmp_path_factory.mktemp('fuzz') / f'bag_{request.param}'
-    syn.write_bag(bag, replace(SPEC, storage=request.param))
+    syn.write_bag(bag, replace(BAG_SPEC, storage=request.param))
     return bag
 
 
@@ -105,7 +87,7 @@ def test_mutated_bag_converts_or_names_the_bag(
     _mutate(bag, *mutation)
     out.mkdir()
     try:
-        with bounded():
+        with bounded(20):
             try:
                 paths, _ = convert_bag(bag, out, OPTS)
             except KinovaPolicyError as err:
@@ -133,7 +115,7 @@ def test_metadata_that_is_not_utf8_is_a_bag_error(pristine: Path, tmp_path: Path
 def test_mcap_header_length_beyond_the_file_is_a_bag_error(tmp_path: Path) -> None:
     """A header record claiming more than the file is refused before any read of that size."""
     bag = tmp_path / 'bag_mcap'
-    syn.write_bag(bag, replace(SPEC, storage='mcap'))
+    syn.write_bag(bag, replace(BAG_SPEC, storage='mcap'))
     storage = bag / 'bag_mcap.mcap'
     data = bytearray(storage.read_bytes())
     data[9:17] = (2**62).to_bytes(8, 'little')  # a 4 EiB header record in a small file

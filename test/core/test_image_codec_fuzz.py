@@ -7,13 +7,12 @@ Every generated message either decodes to a finite, correctly shaped array or ra
 under an alarm), and no allocation from a claimed size that the payload does not back.
 """
 
-from collections.abc import Callable, Iterator
-import contextlib
+from collections.abc import Callable
 import re
-import signal
 import tracemalloc
 from types import SimpleNamespace
 
+from helpers import bounded
 from hypothesis import given, HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -39,25 +38,9 @@ SIZES = st.one_of(
 ODD_VALUES = st.sampled_from([None, 'x', 1.5, float('nan'), True, b'1', [1]])
 
 
-@contextlib.contextmanager
-def bounded(seconds: int = ALARM_S) -> Iterator[None]:
-    """Fail the case (TimeoutError) instead of hanging when it runs longer than ``seconds``."""
-
-    def _expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f'case still running after {seconds} s')
-
-    previous = signal.signal(signal.SIGALRM, _expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _decode_or_error(decode: Callable[[object], np.ndarray], msg: object) -> np.ndarray | None:
     """Decode ``msg``; a DecodeError must name a field. Any other exception fails the test."""
-    with bounded():
+    with bounded(ALARM_S):
         try:
             return decode(msg)
         except DecodeError as err:
@@ -146,7 +129,7 @@ def test_float_depth_keeps_positive_finite_values_only(
         height=h, width=w, encoding='32FC1', is_bigendian=int(bigendian), step=w * 4 + pad,
         data=rows.tobytes(),
     )
-    with bounded():
+    with bounded(ALARM_S):
         out = ic.decode_depth(msg)
     with np.errstate(invalid='ignore'):
         expected = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0))

@@ -6,14 +6,11 @@ file; no other exception and no hang (each case runs under an alarm). An npz mem
 pickle (an object array) is refused, never unpickled.
 """
 
-from collections.abc import Iterator
-import contextlib
 import io
 from pathlib import Path
-import signal
 import zipfile
 
-from helpers import episode_arrays
+from helpers import bounded, episode_arrays
 from hypothesis import given, HealthCheck, settings
 from hypothesis import strategies as st
 from kinova_policy_ros.core.errors import SchemaError
@@ -23,22 +20,6 @@ import numpy as np
 import pytest
 
 CASES = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-
-
-@contextlib.contextmanager
-def bounded(seconds: int = 10) -> Iterator[None]:
-    """Fail the case (TimeoutError) instead of hanging when it runs longer than ``seconds``."""
-
-    def _expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f'case still running after {seconds} s')
-
-    previous = signal.signal(signal.SIGALRM, _expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope='module', params=[False, True], ids=['stored', 'compressed'])

@@ -11,11 +11,9 @@ encoding, sizes and payload: a decoded array of the message's shape or an error 
 topic, never an exception out of the subscription callback.
 """
 
-from collections.abc import Iterator
-import contextlib
-import signal
 from typing import NamedTuple
 
+from helpers import bounded
 from hypothesis import given, HealthCheck, settings
 from hypothesis import strategies as st
 from kinova_policy_ros.ros.inputs import depth_sample, JointStateReader, rgb_sample
@@ -27,22 +25,6 @@ TOPIC = '/joint_states'
 ARM = tuple(f'joint_{i}' for i in range(1, 8))
 OTHERS = ('finger_joint', 'right_finger_joint', 'wheel')
 KINDS = ('valid', 'nonfinite', 'missing', 'duplicate', 'short', 'long', 'far')
-
-
-@contextlib.contextmanager
-def bounded(seconds: int = 10) -> Iterator[None]:
-    """Fail the case (TimeoutError) instead of hanging when it runs longer than ``seconds``."""
-
-    def _expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f'case still running after {seconds} s')
-
-    previous = signal.signal(signal.SIGALRM, _expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 class Case(NamedTuple):
