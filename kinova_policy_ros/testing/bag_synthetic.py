@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.testing.bag_metadata import merge_split_metadata
 from kinova_policy_ros.testing.mcap_synthetic import McapChannelSpec, write_mcap
 import numpy as np
 import numpy.typing as npt
@@ -471,27 +472,7 @@ def _write_splits(path: Path, spec: SynthSpec, items: list[StreamItem]) -> None:
             for f in part.iterdir():
                 if f.name != 'metadata.yaml':
                     shutil.move(str(f), path / f.name)
-    infos = [m['rosbag2_bagfile_information'] for m in metas]
-    merged = dict(infos[0])
-    merged['relative_file_paths'] = [p for i in infos for p in i['relative_file_paths']]
-    merged['files'] = [f for i in infos for f in i['files']]
-    merged['message_count'] = sum(i['message_count'] for i in infos)
-    start = min(i['starting_time']['nanoseconds_since_epoch'] for i in infos)
-    end = max(
-        i['starting_time']['nanoseconds_since_epoch'] + i['duration']['nanoseconds'] for i in infos
-    )
-    merged['starting_time'] = {'nanoseconds_since_epoch': start}
-    merged['duration'] = {'nanoseconds': end - start}
-    topics: dict[str, dict[str, object]] = {}
-    for info in infos:
-        for t in info['topics_with_message_count']:
-            name = t['topic_metadata']['name']
-            if name in topics:
-                topics[name]['message_count'] += t['message_count']
-            else:
-                topics[name] = dict(t)
-    merged['topics_with_message_count'] = list(topics.values())
-    text = yaml.safe_dump({'rosbag2_bagfile_information': merged}, sort_keys=False)
+    text = yaml.safe_dump(merge_split_metadata(metas), sort_keys=False)
     (path / 'metadata.yaml').write_text(text)
 
 
