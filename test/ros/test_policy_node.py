@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from helpers import PolicyNodeProcess as NodeProcess
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.policy.inference import PolicyRunner
@@ -74,47 +75,6 @@ def _small_checkpoint(out: Path, anchor_frame: bool = False) -> Path:
         img_feat_dim=16,
         q_feat_dim=16,
     )
-
-
-class NodeProcess:
-    """The policy node as a child process, its output collected by a thread."""
-
-    def __init__(self, *ros_args: str) -> None:
-        cmd = [sys.executable, '-m', 'kinova_policy_ros.ros.policy_node', '--ros-args', *ros_args]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, 'PYTHONUNBUFFERED': '1', 'RCUTILS_LOGGING_BUFFERED_STREAM': '0'},
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    @property
-    def output(self) -> str:
-        return '\n'.join(self.lines)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        ok = wait_for(lambda: any('ready:' in ln for ln in self.lines), timeout)
-        assert ok, f'node not ready within {timeout} s (rc={self.proc.poll()}):\n{self.output}'
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._reader.join(5)
-        return int(self.proc.returncode)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = WAIT, period: float = 0.01) -> bool:

@@ -11,15 +11,13 @@ checkpoint's training geometry.
 
 from collections.abc import Callable, Iterator
 import json
-import os
 from pathlib import Path
 import signal
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
 
+from helpers import PolicyNodeProcess
 from kinova_policy_ros.core import image_codec, kinematics
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.data.preprocess import StreamGeometry
@@ -144,44 +142,18 @@ class Gen3:
         self.thread.join(5)
 
 
-class NodeProcess:
-    """The policy node as a child process, its output collected by a thread."""
+class NodeProcess(PolicyNodeProcess):
+    """The policy node on the test's topics and checkpoint; stopped with SIGTERM."""
 
     def __init__(self, name: str, checkpoint: Path, *params: str) -> None:
         args = ['--params-file', str(PARAMS_FILE), '-r', f'__node:={name}']
         for p in (f'checkpoint:={checkpoint}', 'device:=cpu', 'image_qos_reliable:=true',
                   'max_obs_age_s:=2.0', f'command_topic:={COMMAND_TOPIC}', *params):  # fmt: skip
             args += ['-p', p]
-        self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'kinova_policy_ros.ros.policy_node', '--ros-args', *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, 'PYTHONUNBUFFERED': '1', 'RCUTILS_LOGGING_BUFFERED_STREAM': '0'},
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(*args)
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    @property
-    def output(self) -> str:
-        return '\n'.join(self.lines)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._reader.join(5)
-        return int(self.proc.returncode)
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        return super().stop(sig, timeout)
 
 
 @pytest.fixture
