@@ -4,8 +4,9 @@ Command safety: the one place that bounds a predicted joint trajectory before it
 Pure numpy (no ROS, no torch). The policy node calls :func:`bound_trajectory` on every plan; what
 comes out is finite, inside the position limits, moves no joint faster than
 ``velocity_limit x velocity_scale`` between consecutive points (starting from the measured
-position), commands continuous joints the shortest way from the measured angle, and carries
-velocities consistent with the positions (central differences, last point at rest).
+position), changes speed no faster than the acceleration limits allow (when they are set), commands
+continuous joints the shortest way from the measured angle, and carries velocities consistent with
+the positions (central differences, last point at rest).
 
 Arrays are per joint, in one fixed joint order chosen by the caller (the node uses the
 checkpoint's training order).
@@ -40,7 +41,8 @@ class CommandLimits:
     ``lower``/``upper`` are position limits in rad (ignored, and allowed to be infinite, for
     continuous joints), ``velocity`` the velocity limits in rad/s (finite, > 0), ``continuous``
     marks joints without position limits, ``velocity_scale`` in (0, 1] scales every velocity
-    limit. Arrays are copied and made read-only.
+    limit; ``acceleration`` the acceleration limits in rad/s² (> 0; ``inf`` or None: no bound).
+    Arrays are copied and made read-only.
     """
 
     lower: FloatArray
@@ -49,6 +51,7 @@ class CommandLimits:
     continuous: BoolArray
     velocity_scale: float = 1.0
     names: tuple[str, ...] = field(default=())
+    acceleration: FloatArray | None = None
 
     def __post_init__(self) -> None:
         lower = _vector(self.lower, 'CommandLimits.lower')
@@ -85,17 +88,28 @@ class CommandLimits:
         scale = float(self.velocity_scale)
         if not (np.isfinite(scale) and 0.0 < scale <= 1.0):
             raise ValueError(f'CommandLimits.velocity_scale: must be in (0, 1], got {scale}')
+        acceleration = (
+            np.full(n, np.inf)
+            if self.acceleration is None
+            else _vector(self.acceleration, 'CommandLimits.acceleration', n)
+        )
+        if not np.all(acceleration > 0):  # NaN fails too
+            raise ValueError(
+                f'CommandLimits.acceleration: every acceleration limit must be > 0 (inf: no '
+                f'bound), got {acceleration.tolist()}'
+            )
         if self.names and len(self.names) != n:
             raise ValueError(f'CommandLimits.names: expected {n} names, got {len(self.names)}')
         # Continuous joints have no position limit, whatever was passed.
         lower = np.where(continuous, -np.inf, lower)
         upper = np.where(continuous, np.inf, upper)
-        for arr in (lower, upper, velocity):
+        for arr in (lower, upper, velocity, acceleration):
             arr.setflags(write=False)
         continuous.setflags(write=False)
         object.__setattr__(self, 'lower', lower)
         object.__setattr__(self, 'upper', upper)
         object.__setattr__(self, 'velocity', velocity)
+        object.__setattr__(self, 'acceleration', acceleration)
         object.__setattr__(self, 'continuous', continuous)
         object.__setattr__(self, 'velocity_scale', scale)
         object.__setattr__(self, 'names', tuple(self.names))
@@ -110,9 +124,24 @@ class CommandLimits:
         """Return the effective velocity bound, ``velocity x velocity_scale`` (rad/s)."""
         return np.asarray(self.velocity * self.velocity_scale, dtype=np.float64)
 
+    @property
+    def max_acceleration(self) -> FloatArray:
+        """Return the acceleration bound (rad/s², ``inf`` where there is none)."""
+        assert self.acceleration is not None  # set in __post_init__
+        return self.acceleration
+
+    @property
+    def bounds_acceleration(self) -> bool:
+        """Return whether any joint has a finite acceleration limit."""
+        return bool(np.isfinite(self.max_acceleration).any())
+
     @classmethod
-    def gen3(cls, velocity_scale: float = 1.0) -> 'CommandLimits':
-        """Return the Kinova Gen3 limits of :mod:`kinova_policy_ros.core.kinematics`."""
+    def gen3(cls, velocity_scale: float = 1.0, acceleration: bool = False) -> 'CommandLimits':
+        """
+        Return the Kinova Gen3 limits of :mod:`kinova_policy_ros.core.kinematics`.
+
+        ``acceleration`` adds ``kinematics.ACCELERATION_LIMITS`` (the policy node's default).
+        """
         return cls(
             lower=kinematics.POSITION_LOWER,
             upper=kinematics.POSITION_UPPER,
@@ -120,6 +149,7 @@ class CommandLimits:
             continuous=kinematics.CONTINUOUS,
             velocity_scale=velocity_scale,
             names=kinematics.JOINT_NAMES,
+            acceleration=kinematics.ACCELERATION_LIMITS if acceleration else None,
         )
 
 
@@ -197,6 +227,7 @@ def bound_trajectory(
     q_meas: npt.ArrayLike,
     times: float | npt.ArrayLike,
     limits: CommandLimits,
+    v_start: npt.ArrayLike | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """
     Bound predicted positions ``pred [A, J]`` into a command that is safe to publish.
@@ -211,11 +242,20 @@ def bound_trajectory(
     3. positions are clamped to ``[lower, upper]``;
     4. the change from the previous point (from ``q_meas`` clamped to the limits for the first
        one) is bounded by ``velocity x velocity_scale x Δt``;
-    5. velocities are central differences of the bounded positions (the first uses ``q_meas`` at
+    5. with finite acceleration limits ``a``: the segment velocities ``u_i = (p_i - p_{i-1}) /
+       Δt_i`` are re-integrated so that consecutive ones differ by at most ``a·τ_i`` (``τ_i``
+       the time between the segments' midpoints; the first from ``v_start`` at t = 0, the
+       velocity the arm is commanded to have when the command starts, default 0), the last ends
+       at rest (``|u_A| <= a·Δt_A / 2``) and no joint comes closer to a position limit than it
+       can still brake for (``|u| <= sqrt(2·a·d)``) — see :func:`limit_acceleration`;
+    6. velocities are central differences of the bounded positions (the first uses ``q_meas`` at
        t = 0), and the last point's velocity is 0.
 
     Invariants: finite output; positions within limits; ``|Δq| <= vmax·Δt`` between consecutive
-    points (and from the measured position when it lies inside the limits); ``|v| <= vmax``.
+    points (and from the measured position when it lies inside the limits); ``|v| <= vmax``;
+    with acceleration limits ``|u_i - u_{i-1}| <= a·τ_i`` between consecutive segments (from
+    ``v_start`` too, unless it is too fast to stop within the command or before a limit: the stop
+    and the position limit take precedence).
 
     :return: ``(positions [A, J], velocities [A, J])``, float64.
     """
@@ -238,27 +278,27 @@ def bound_trajectory(
     _require_finite(p, 'prediction', limits)
     _require_finite(q, 'measured position', limits)
 
-    cont = limits.continuous
     # 2. unwrap continuous joints, point by point, from the measured angle.
-    if cont.any():
-        ref = q.copy()
-        for i in range(num):
-            k = np.round((ref[cont] - p[i, cont]) / _TWO_PI)
-            p[i, cont] += _TWO_PI * k
-            ref = p[i]
+    p = unwrap_continuous(p, q, limits.continuous)
     # 3. position limits.
     p = np.clip(p, limits.lower, limits.upper)
     # 4. velocity bound, relative to the previous point.
     vmax = limits.max_velocity
-    prev = np.clip(q, limits.lower, limits.upper)
+    prev = prev_start(q, limits)
     for i in range(num):
         step = vmax * steps[i]
         p[i] = np.clip(p[i], prev - step, prev + step)
         prev = p[i]
+    # 5. acceleration bound (re-integrates the positions from the start).
+    if limits.bounds_acceleration:
+        v0 = np.zeros(n) if v_start is None else np.array(v_start, dtype=np.float64)
+        if v0.shape != (n,) or not np.all(np.isfinite(v0)):
+            raise UnsafeCommandError(f'start velocity: expected [{n}] finite values, got {v0}')
+        p = limit_acceleration(p, prev_start(q, limits), steps, v0, limits)
     # Limits again (only matters when the measured position is outside them).
     p = np.clip(p, limits.lower, limits.upper)
-    # 5. velocities: central differences through (0, q_start), last point at rest.
-    start = np.clip(q, limits.lower, limits.upper)
+    # 6. velocities: central differences through (0, q_start), last point at rest.
+    start = prev_start(q, limits)
     pos_ext = np.vstack([start[None, :], p])
     t_ext = np.concatenate([[0.0], t])
     v = np.zeros_like(p)
@@ -268,6 +308,89 @@ def bound_trajectory(
     if not (np.all(np.isfinite(p)) and np.all(np.isfinite(v))):  # pragma: no cover - defensive
         raise UnsafeCommandError('bounded command is not finite')
     return p, v
+
+
+def unwrap_continuous(
+    positions: npt.ArrayLike, q_ref: npt.ArrayLike, continuous: npt.ArrayLike
+) -> FloatArray:
+    """
+    Return ``positions [A, J]`` with continuous joints unwrapped from ``q_ref [J]``.
+
+    The first point is taken the shortest way (the 2π-equivalent nearest) from ``q_ref``, each
+    next one the shortest way from the previous one; other joints are unchanged.
+    """
+    p = np.array(positions, dtype=np.float64)
+    cont = np.asarray(continuous, dtype=np.bool_)
+    if cont.any():
+        ref = np.asarray(q_ref, dtype=np.float64)
+        for i in range(p.shape[0]):
+            k = np.round((ref[cont] - p[i, cont]) / _TWO_PI)
+            p[i, cont] += _TWO_PI * k
+            ref = p[i]
+    return p
+
+
+def prev_start(q_meas: FloatArray, limits: CommandLimits) -> FloatArray:
+    """Return where a command starts from: the measured position clamped to the limits."""
+    return np.asarray(np.clip(q_meas, limits.lower, limits.upper), dtype=np.float64)
+
+
+def limit_acceleration(
+    positions: FloatArray,
+    start: FloatArray,
+    steps: FloatArray,
+    v_start: FloatArray,
+    limits: CommandLimits,
+) -> FloatArray:
+    """
+    Re-integrate ``positions [A, J]`` from ``start [J]`` under the acceleration limits.
+
+    ``steps [A]`` are the durations of the segments (> 0), ``v_start [J]`` the velocity at
+    t = 0. Segment ``i`` moves at ``u_i = (p_i - p_{i-1}) / steps[i]``. A backward pass gives
+    the largest speed of each segment from which the command can still end at rest
+    (``U_A = a·steps[A] / 2``, ``U_i = min(vmax, U_{i+1} + a·τ_{i+1})``); the forward pass then
+    takes each wanted ``u_i`` as close as the bounds allow to ``u_{i-1}`` (``± a·τ_i``), to
+    ``±U_i``, to the velocity limit and to the braking distance of the position limits. Where
+    they cannot all hold (a start velocity too fast to stop, or too close to a limit), the stop
+    and the limit win.
+    """
+    accel = limits.max_acceleration
+    vmax = limits.max_velocity
+    num = positions.shape[0]
+    # τ_i: time between the midpoints of segments i - 1 and i (t = 0 for the start velocity).
+    tau = np.empty(num)
+    tau[0] = steps[0] / 2
+    tau[1:] = (steps[:-1] + steps[1:]) / 2
+    reach = np.empty((num, positions.shape[1]))  # U_i
+    reach[-1] = np.minimum(vmax, accel * steps[-1] / 2)
+    for i in range(num - 2, -1, -1):
+        reach[i] = np.minimum(vmax, reach[i + 1] + accel * tau[i + 1])
+    first_reach = reach[0] + accel * tau[0]
+    u_prev = np.clip(v_start, -first_reach, first_reach)
+    prev = start.copy()
+    out = np.empty_like(positions)
+    for i in range(num):
+        want = (positions[i] - prev) / steps[i]
+        lo = np.maximum(u_prev - accel * tau[i], -reach[i])
+        hi = np.minimum(u_prev + accel * tau[i], reach[i])
+        u = np.clip(want, lo, hi)
+        # Position limits: stay inside, and no faster than one can still brake (finite only).
+        room_up = np.maximum(limits.upper - prev, 0.0)
+        room_down = np.maximum(prev - limits.lower, 0.0)
+        up = np.minimum(room_up / steps[i], _braking_speed(accel, room_up))
+        down = np.minimum(room_down / steps[i], _braking_speed(accel, room_down))
+        u = np.clip(u, -down, up)
+        prev = prev + u * steps[i]
+        out[i] = prev
+        u_prev = u
+    return out
+
+
+def _braking_speed(accel: FloatArray, room: FloatArray) -> FloatArray:
+    """Return the speed from which a joint stops within ``room`` at ``accel`` (inf: no bound)."""
+    with np.errstate(invalid='ignore'):
+        speed = np.sqrt(2 * accel * room)
+    return np.where(np.isfinite(accel), speed, np.inf)
 
 
 def _require_finite(arr: FloatArray, what: str, limits: CommandLimits) -> None:

@@ -4,10 +4,11 @@ In-process closed-loop evaluation of a policy on ``Gen3Sim`` (no ROS, no DDS, de
 Does what the policy node does, tick by tick, on simulated time: every ``dt`` it renders the
 camera, maps the measured (wrapped) joint positions into the training range
 (``safety.map_measured_into_range``) and pushes the observation; every ``action_horizon`` ticks
-it predicts, bounds the first ``action_horizon`` points (``safety.bound_trajectory``, times
-``(i + 1)·dt``) and hands them to the same ``TrajectoryFollower`` the simulator node uses
-(stamp 0, replacing the running trajectory, starting from the measured state). An optional
-``command_delay_s`` models inference + transport latency in simulated time.
+it predicts and turns the prediction into a command with the node's
+:class:`~kinova_policy_ros.policy.handover.Planner` (the same hand-over, re-timing and bounds),
+handed to the same ``TrajectoryFollower`` the simulator node uses (stamp 0, replacing the
+running trajectory, starting from the measured state). An optional ``command_delay_s`` models
+inference + transport latency in simulated time.
 
 It is faster than real time with a small model and gives the same numbers for the same seed, so
 it suits smoke tests and quick evaluations; the ROS path (``sim_node`` + ``policy_node``) is the
@@ -20,12 +21,10 @@ from typing import Any, Protocol
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import ConfigError
-from kinova_policy_ros.policy.safety import (
-    bound_trajectory,
-    CommandLimits,
-    map_measured_into_range,
-)
+from kinova_policy_ros.policy.handover import HandoverConfig, Planner
+from kinova_policy_ros.policy.safety import CommandLimits, map_measured_into_range
 from kinova_policy_ros.sim.env import Gen3Sim
+from kinova_policy_ros.sim.smoothness import boundary_jump_p95, jerk_rms, speed_dips
 from kinova_policy_ros.sim.trajectory import TrajectoryCommand, TrajectoryFollower
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +63,21 @@ class ClosedLoopResult:
     times_s: FloatArray = field(repr=False)  # [ticks]
     q: FloatArray = field(repr=False)  # [ticks, 7] measured, wrapped like the driver
     distance: FloatArray = field(repr=False)  # [ticks]
+    fine_t_s: FloatArray = field(repr=False, default_factory=lambda: np.zeros(0))  # [S]
+    fine_dq: FloatArray = field(repr=False, default_factory=lambda: np.zeros((0, 7)))  # [S, 7]
+    fine_dq_cmd: FloatArray = field(repr=False, default_factory=lambda: np.zeros((0, 7)))
+    fine_distance: FloatArray = field(repr=False, default_factory=lambda: np.zeros(0))  # [S]
+    replaced_at_s: FloatArray = field(repr=False, default_factory=lambda: np.zeros(0))
+
+    @property
+    def speed_dips(self) -> int:
+        """Return the speed dips of the measured motion (``smoothness.speed_dips``)."""
+        return speed_dips(self.fine_t_s, self.fine_dq, self.fine_distance)
+
+    @property
+    def jerk_rms(self) -> float | None:
+        """Return the RMS jerk of the measured motion (``smoothness.jerk_rms``)."""
+        return jerk_rms(self.fine_t_s, self.fine_dq)
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly summary without the traces."""
@@ -76,6 +90,55 @@ class ClosedLoopResult:
             'success_5cm': self.success_5cm,
             'time_to_success_s': self.time_to_success_s,
             'max_chunk_velocity_jump': float(np.max(self.chunk_velocity_jumps, initial=0.0)),
+            'boundary_jump_p95': boundary_jump_p95(self.chunk_velocity_jumps.tolist()),
+            'speed_dips': self.speed_dips,
+            'jerk_rms': self.jerk_rms,
+        }
+
+
+class _Controller:
+    """The simulated controller side of the loop: delayed delivery, following, fine traces."""
+
+    def __init__(self, sim: Gen3Sim, follower: TrajectoryFollower) -> None:
+        self.sim = sim
+        self.follower = follower
+        self.pending: list[tuple[int, TrajectoryCommand]] = []  # (arrival ns, command)
+        self.jumps: list[float] = []
+        self.replaced_at: list[float] = []
+        self.trace: list[tuple[float, FloatArray, FloatArray, float]] = []  # t, dq, dq_cmd, d
+
+    def advance(self, until_ns: int) -> None:
+        """Run physics to ``until_ns``, delivering the commands that arrive on the way."""
+        sim = self.sim
+        while sim.time_ns < until_ns:
+            now = sim.time_ns
+            while self.pending and self.pending[0][0] <= now:
+                _, cmd = self.pending.pop(0)
+                before = self.follower.sample(now)
+                self.follower.set_trajectory(
+                    cmd, now, sim.joint_positions(), sim.joint_velocities()
+                )
+                after = self.follower.sample(now)
+                if before is not None and after is not None:
+                    self.jumps.append(float(np.max(np.abs(after[1] - before[1]))))
+                    self.replaced_at.append(sim.time)
+            desired = self.follower.sample(now)
+            if desired is None:
+                sim.hold()
+            else:
+                sim.step(desired[0], desired[1])
+            dq_cmd = np.zeros(kin.NUM_JOINTS) if desired is None else desired[1]
+            self.trace.append((sim.time, sim.joint_velocities(), dq_cmd, sim.distance()))
+
+    def fine(self) -> dict[str, FloatArray]:
+        """Return the per-physics-step traces as arrays."""
+        t, dq, dq_cmd, d = zip(*self.trace) if self.trace else ((), (), (), ())
+        return {
+            'fine_t_s': np.asarray(t, dtype=np.float64),
+            'fine_dq': np.asarray(dq, dtype=np.float64).reshape(-1, kin.NUM_JOINTS),
+            'fine_dq_cmd': np.asarray(dq_cmd, dtype=np.float64).reshape(-1, kin.NUM_JOINTS),
+            'fine_distance': np.asarray(d, dtype=np.float64),
+            'replaced_at_s': np.asarray(self.replaced_at, dtype=np.float64),
         }
 
 
@@ -88,8 +151,16 @@ def run_policy_episode(
     command_delay_s: float = 0.0,
     velocity_scale: float = 0.5,
     success_threshold: float = 0.03,
+    handover: HandoverConfig | None = None,
+    follower: TrajectoryFollower | None = None,
 ) -> ClosedLoopResult:
-    """Reset ``sim`` to ``seed`` and let ``policy`` control it for ``duration_s`` simulated s."""
+    """
+    Reset ``sim`` to ``seed`` and let ``policy`` control it for ``duration_s`` simulated s.
+
+    ``handover`` is the node's hand-over between plans (default ``HandoverConfig()``, the node's
+    default), with the Gen3 velocity (× ``velocity_scale``) and acceleration limits;
+    ``follower`` the simulated controller (default: ``TrajectoryFollower()``).
+    """
     if tuple(policy.joint_names) != kin.JOINT_NAMES:
         raise ConfigError(
             f'policy joint_names {list(policy.joint_names)} must be {list(kin.JOINT_NAMES)}'
@@ -98,34 +169,22 @@ def run_policy_episode(
     horizon = int(action_horizon or policy.action_horizon)
     if not dt > 0 or horizon < 1:
         raise ConfigError(f'policy dt {dt} and action_horizon {horizon} must be positive')
-    limits = CommandLimits.gen3(velocity_scale=velocity_scale)
+    delay_ns = round(command_delay_s * 1e9)
+    if not 0 <= delay_ns < round(dt * 1e9):
+        raise ConfigError(f'command_delay_s {command_delay_s} must be in [0, dt = {dt})')
+    limits = CommandLimits.gen3(velocity_scale=velocity_scale, acceleration=True)
+    planner = Planner(limits, dt, horizon, handover or HandoverConfig())
     q_min = np.asarray(policy.q_min, dtype=np.float64)
     q_max = np.asarray(policy.q_max, dtype=np.float64)
     spec = sim.reset(seed)
     policy.reset()
-    follower = TrajectoryFollower()
-    pending: list[tuple[int, TrajectoryCommand]] = []  # (arrival ns, command)
-    jumps: list[float] = []
+    ctrl = _Controller(sim, follower if follower is not None else TrajectoryFollower())
+    ctrl.follower.reset()
     times, qs, dists = [], [], []
     n_ticks = round(duration_s / dt)
     ticks_until_plan = 0
     for k in range(n_ticks + 1):
-        tick_ns = round(k * dt * 1e9)
-        # advance physics to the tick, delivering delayed commands on the way
-        while sim.time_ns < tick_ns:
-            now = sim.time_ns
-            while pending and pending[0][0] <= now:
-                _, cmd = pending.pop(0)
-                before = follower.sample(now)
-                follower.set_trajectory(cmd, now, sim.joint_positions(), sim.joint_velocities())
-                after = follower.sample(now)
-                if before is not None and after is not None:
-                    jumps.append(float(np.max(np.abs(after[1] - before[1]))))
-            desired = follower.sample(now)
-            if desired is None:
-                sim.hold()
-            else:
-                sim.step(desired[0], desired[1])
+        ctrl.advance(round(k * dt * 1e9))
         q_meas = sim.joint_positions()
         times.append(sim.time)
         qs.append(q_meas)
@@ -139,17 +198,15 @@ def run_policy_episode(
         if ticks_until_plan > 0:
             continue
         ticks_until_plan = horizon
-        pred = np.asarray(policy.predict(), dtype=np.float64)[:horizon]
-        positions, velocities = bound_trajectory(pred, q_meas, dt, limits)
+        pred = np.asarray(policy.predict(), dtype=np.float64)
+        plan = planner.plan(pred, q_meas, sim.time_ns, sim.time_ns + delay_ns)
         cmd = TrajectoryCommand(
             joint_names=kin.JOINT_NAMES,
-            time_from_start=[(i + 1) * dt - command_delay_s for i in range(len(positions))],
-            positions=positions.tolist(),
-            velocities=velocities.tolist(),
+            time_from_start=(plan.times_ns * 1e-9).tolist(),
+            positions=plan.positions.tolist(),
+            velocities=plan.velocities.tolist(),
         )
-        if cmd.time_from_start[0] <= 0:
-            raise ConfigError(f'command_delay_s {command_delay_s} must be shorter than dt {dt}')
-        pending.append((sim.time_ns + round(command_delay_s * 1e9), cmd))
+        ctrl.pending.append((sim.time_ns + delay_ns, cmd))
     distance = np.asarray(dists)
     reached = np.nonzero(distance <= success_threshold)[0]
     final = float(distance[-1])
@@ -161,10 +218,11 @@ def run_policy_episode(
         success=final <= success_threshold,
         success_5cm=final <= 0.05,
         time_to_success_s=float(times[reached[0]]) if reached.size else None,
-        chunk_velocity_jumps=np.asarray(jumps),
+        chunk_velocity_jumps=np.asarray(ctrl.jumps),
         times_s=np.asarray(times),
         q=np.asarray(qs),
         distance=distance,
+        **ctrl.fine(),
     )
 
 

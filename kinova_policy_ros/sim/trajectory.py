@@ -9,9 +9,12 @@ streamed commands like the real one:
   no points; joint names missing, duplicated or unknown (``allow_partial_joints_goal: false``,
   so all 7 arm joints are required, in any order); a point whose position / velocity count does
   not match the joint names; a non-finite value; ``time_from_start`` not strictly increasing;
-  a non-zero header stamp whose trajectory ends in the past;
+  a non-zero header stamp whose trajectory ends in the past; a non-zero velocity at the last
+  point while ``allow_nonzero_velocity_at_trajectory_end`` is false (the Jazzy / Kilted default,
+  and this class's; Humble's default is true);
 - a valid message REPLACES the running trajectory; the new one starts from the measured state at
-  arrival (``interpolate_from_desired_state: false``);
+  arrival (``interpolate_from_desired_state: false``, the default) or from the state the running
+  trajectory commands at that instant (``true``, Jazzy+; Humble: ``open_loop_control``);
 - ``header.stamp == 0`` starts the trajectory on arrival; a non-zero stamp is the start time: in
   the past the controller skips into the middle of the trajectory, in the future it holds the
   state at arrival until then;
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import KinovaPolicyError
+from kinova_policy_ros.policy.handover import hermite
 import numpy as np
 import numpy.typing as npt
 
@@ -53,19 +57,6 @@ class TrajectoryCommand:
     positions: Sequence[Sequence[float]]
     velocities: Sequence[Sequence[float]] | None = None
     stamp_ns: int = 0
-
-
-def _hermite(
-    t: float, t0: float, t1: float, p0: FloatArray, v0: FloatArray, p1: FloatArray, v1: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    h = t1 - t0
-    s = min(max((t - t0) / h, 0.0), 1.0)
-    s2, s3 = s * s, s * s * s
-    h00, h10, h01, h11 = 2 * s3 - 3 * s2 + 1, s3 - 2 * s2 + s, -2 * s3 + 3 * s2, s3 - s2
-    pos = h00 * p0 + h10 * h * v0 + h01 * p1 + h11 * h * v1
-    d00, d10, d01, d11 = 6 * s2 - 6 * s, 3 * s2 - 4 * s + 1, -6 * s2 + 6 * s, 3 * s2 - 2 * s
-    vel = (d00 * p0 + d01 * p1) / h + d10 * v0 + d11 * v1
-    return pos, vel
 
 
 class ActiveTrajectory:
@@ -120,7 +111,7 @@ class ActiveTrajectory:
             else:
                 v0 = v1 = p0 * 0
         if cubic:
-            return _hermite(t, t0, t1, p0, v0, p1, v1)
+            return hermite(t, t0, t1, p0, v0, p1, v1)
         s = min(max((t - t0) / (t1 - t0), 0.0), 1.0)
         return p0 + s * (p1 - p0), (p1 - p0) / (t1 - t0)
 
@@ -132,13 +123,23 @@ class TrajectoryFollower:
     :param joint_names: the controller's joints (default the Gen3 arm joints, in order).
     :param angle_wraparound: shift continuous joints to the shortest way (Jazzy+), off like
         Humble.
+    :param allow_nonzero_velocity_at_trajectory_end: accept a last point with a non-zero
+        velocity (false: rejected, the Jazzy / Kilted default).
+    :param interpolate_from_desired_state: start a new trajectory from the running one's
+        commanded state instead of the measured one.
     """
 
     def __init__(
-        self, joint_names: Sequence[str] = kin.JOINT_NAMES, angle_wraparound: bool = False
+        self,
+        joint_names: Sequence[str] = kin.JOINT_NAMES,
+        angle_wraparound: bool = False,
+        allow_nonzero_velocity_at_trajectory_end: bool = False,
+        interpolate_from_desired_state: bool = False,
     ) -> None:
         self.joint_names = tuple(joint_names)
         self.angle_wraparound = angle_wraparound
+        self.allow_nonzero_velocity_at_trajectory_end = allow_nonzero_velocity_at_trajectory_end
+        self.interpolate_from_desired_state = interpolate_from_desired_state
         self.active: ActiveTrajectory | None = None
         self.accepted = 0
         self.rejected = 0
@@ -210,6 +211,15 @@ class TrajectoryFollower:
                 vel[i] = v
         if not np.isfinite(pos).all() or (vel is not None and not np.isfinite(vel).all()):
             raise TrajectoryRejected('rejected: non-finite position or velocity value')
+        if (
+            vel is not None
+            and not self.allow_nonzero_velocity_at_trajectory_end
+            and np.any(vel[-1] != 0.0)
+        ):
+            raise TrajectoryRejected(
+                'rejected: the last point has a non-zero velocity '
+                f'{vel[-1].tolist()} and allow_nonzero_velocity_at_trajectory_end is false'
+            )
         if cmd.stamp_ns != 0 and cmd.stamp_ns + round(times[-1] * 1e9) < now_ns:
             raise TrajectoryRejected(
                 f'rejected: non-zero header stamp {cmd.stamp_ns} ns makes the trajectory end in '
@@ -238,6 +248,9 @@ class TrajectoryFollower:
             raise
         q0 = np.asarray(q_measured, dtype=np.float64).copy()
         dq0 = np.asarray(dq_measured, dtype=np.float64).copy()
+        desired = self.sample(now_ns) if self.interpolate_from_desired_state else None
+        if desired is not None:
+            q0, dq0 = desired
         if self.angle_wraparound and len(self.joint_names) == kin.NUM_JOINTS:
             shift = kin.nearest_equivalent(pos[0], q0) - pos[0]
             pos = pos + shift

@@ -43,7 +43,7 @@ def test_starts_from_the_measured_state_and_interpolates_linearly():
 
 
 def test_holds_the_last_point_after_the_end():
-    f = TrajectoryFollower()
+    f = TrajectoryFollower(allow_nonzero_velocity_at_trajectory_end=True)  # Humble's default
     _accept(f, _cmd([0.5], [np.full(7, 0.3)], [np.full(7, 0.4)]))
     q, dq = f.sample(T0 + 5 * S)
     np.testing.assert_allclose(q, 0.3)
@@ -52,7 +52,7 @@ def test_holds_the_last_point_after_the_end():
 
 
 def test_cubic_through_positions_and_velocities():
-    f = TrajectoryFollower()
+    f = TrajectoryFollower(allow_nonzero_velocity_at_trajectory_end=True)
     times = np.arange(1, 11) / 10
     pos = np.sin(times)[:, None] * np.ones(7)
     vel = np.cos(times)[:, None] * np.ones(7)
@@ -163,3 +163,33 @@ def test_nothing_accepted_samples_none():
     _accept(f, _cmd([1.0], [np.ones(7)]))
     f.reset()
     assert f.sample(T0) is None
+
+
+def test_nonzero_velocity_at_the_end_is_rejected_by_default_like_jazzy():
+    f = TrajectoryFollower()
+    _accept(f, _cmd([0.5], [np.full(7, 0.2)], [np.zeros(7)]))
+    with pytest.raises(TrajectoryRejected, match='last point has a non-zero velocity'):
+        f.set_trajectory(
+            _cmd([0.5], [np.full(7, 0.3)], [np.full(7, 0.4)]), T0, np.zeros(7), np.zeros(7)
+        )
+    assert f.rejected == 1
+    np.testing.assert_allclose(f.sample(T0 + 5 * S)[0], 0.2)  # the running one continues
+    humble = TrajectoryFollower(allow_nonzero_velocity_at_trajectory_end=True)
+    _accept(humble, _cmd([0.5], [np.full(7, 0.3)], [np.full(7, 0.4)]))
+    assert humble.accepted == 1
+
+
+def test_interpolate_from_desired_state_starts_from_the_running_command():
+    measured = np.full(7, 0.05)
+    desired = TrajectoryFollower(interpolate_from_desired_state=True)
+    default = TrajectoryFollower()
+    for f in (desired, default):
+        f.set_trajectory(_cmd([1.0], [np.full(7, 1.0)]), T0, np.zeros(7), np.zeros(7))
+        # half-way through the first (linear) trajectory: commanded 0.5 at 1 rad/s
+        f.set_trajectory(_cmd([1.0], [np.full(7, 2.0)]), T0 + S // 2, measured, np.zeros(7))
+    q, dq = desired.sample(T0 + S // 2)
+    np.testing.assert_allclose(q, 0.5)
+    np.testing.assert_allclose(dq, 1.5)  # positions only: linear from 0.5 to 2.0 in 1 s
+    q, dq = default.sample(T0 + S // 2)
+    np.testing.assert_allclose(q, measured)
+    np.testing.assert_allclose(dq, 1.95)

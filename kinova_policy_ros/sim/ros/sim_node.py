@@ -210,6 +210,8 @@ PARAMETERS: dict[str, Any] = {
     'command_topic': DEFAULT_TOPICS['command'],
     'gripper_joint': GRIPPER_JOINT,
     'angle_wraparound': False,
+    'allow_nonzero_velocity_at_trajectory_end': False,
+    'interpolate_from_desired_state': False,
     'max_catch_up_s': 0.1,
 }
 
@@ -230,7 +232,13 @@ class SimNode(Node):
         )
         self.info = self.sim.camera_info()
         self.depth_info = self.sim.depth_camera_info()
-        self.follower = TrajectoryFollower(angle_wraparound=bool(p['angle_wraparound']))
+        self.follower = TrajectoryFollower(
+            angle_wraparound=bool(p['angle_wraparound']),
+            allow_nonzero_velocity_at_trajectory_end=bool(
+                p['allow_nonzero_velocity_at_trajectory_end']
+            ),
+            interpolate_from_desired_state=bool(p['interpolate_from_desired_state']),
+        )
         self.joint_order = tuple(
             str(p['gripper_joint']) if n == GRIPPER_JOINT else n for n in JOINT_STATE_ORDER
         )
