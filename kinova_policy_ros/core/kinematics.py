@@ -28,7 +28,7 @@ POSITION_LOWER: FloatArray = np.array([-np.inf, -2.24, -np.inf, -2.57, -np.inf, 
 POSITION_UPPER: FloatArray = -POSITION_LOWER
 VELOCITY_LIMITS: FloatArray = np.array([1.3963, 1.3963, 1.3963, 1.3963, 1.2218, 1.2218, 1.2218])
 ACCELERATION_LIMITS: FloatArray = np.full(7, 8.6)
-"""rad/s²: ``max_acceleration`` of every arm joint in the Gen3 MoveIt configuration (docs/gen3.md)."""
+"""rad/s²: ``max_acceleration`` of every arm joint in the Gen3 MoveIt config (docs/gen3.md)."""
 
 HOME: FloatArray = np.array([0.0, 0.26, np.pi, -2.27, 0.0, 0.96, np.pi / 2])
 """The "Home" pose of the Gen3 MoveIt configuration (tool pointing along +x)."""

@@ -17,11 +17,11 @@ it published, so that the next plan can take over from it without a stop. The mo
 - ``ensemble``: ``lookahead``, and every point is the weighted mean of all earlier predictions
   that cover its instant and the new one (ACT's temporal ensembling, weights ``exp(-m·i)`` with
   ``i = 0`` the oldest prediction, ``m = ensemble_decay``).
-- ``spline`` (default): ``lookahead``, and the points are a least-squares polynomial in time of degree
-  ``spline_degree`` through the predicted ones that starts exactly at the position and velocity
-  the running command has when the new one takes effect (at rest at the measured position when
-  none runs): continuous in position and velocity at the replacement, and free of the
-  point-to-point jitter of a prediction.
+- ``spline`` (default): ``lookahead``, and the points are a least-squares polynomial in time of
+  degree ``spline_degree`` through the predicted ones that starts exactly at the position and
+  velocity the running command has when the new one takes effect (at rest at the measured
+  position when none runs): continuous in position and velocity at the replacement, and free of
+  the point-to-point jitter of a prediction.
 
 Every mode ends in :func:`~kinova_policy_ros.policy.safety.bound_trajectory` with the velocity
 the previous command has when the new one starts (``v_start``, so the acceleration bound holds

@@ -377,8 +377,8 @@ def limit_acceleration(
         # Position limits: stay inside, and no faster than one can still brake (finite only).
         room_up = np.maximum(limits.upper - prev, 0.0)
         room_down = np.maximum(prev - limits.lower, 0.0)
-        up = np.minimum(room_up / steps[i], _braking_speed(accel, room_up))
-        down = np.minimum(room_down / steps[i], _braking_speed(accel, room_down))
+        up = np.minimum(room_up / steps[i], _braking_speed(accel, room_up, steps[i]))
+        down = np.minimum(room_down / steps[i], _braking_speed(accel, room_down, steps[i]))
         u = np.clip(u, -down, up)
         prev = prev + u * steps[i]
         out[i] = prev
@@ -386,10 +386,16 @@ def limit_acceleration(
     return out
 
 
-def _braking_speed(accel: FloatArray, room: FloatArray) -> FloatArray:
-    """Return the speed from which a joint stops within ``room`` at ``accel`` (inf: no bound)."""
+def _braking_speed(accel: FloatArray, room: FloatArray, step: float) -> FloatArray:
+    """
+    Return the segment speed from which a joint still stops within ``room`` (inf: no bound).
+
+    Segments of ``step`` s, each slower by ``a·step``, cover at most ``u²/(2a) + u·step/2 +
+    a·step²/8 = (u + a·step/2)² / (2a)`` from segment speed ``u`` to rest: the largest ``u``
+    with that within ``room``.
+    """
     with np.errstate(invalid='ignore'):
-        speed = np.sqrt(2 * accel * room)
+        speed = np.maximum(np.sqrt(2 * accel * room) - accel * step / 2, 0.0)
     return np.where(np.isfinite(accel), speed, np.inf)
 
 

@@ -1,21 +1,18 @@
 """
-Commands of the policy node: the bounded, re-timed window of a prediction and its messages.
+Messages of the policy node: the command, the raw prediction and the predicted path.
 
-:func:`plan_window` applies latency compensation (:func:`~kinova_policy_ros.policy.safety.
-retime_window`) and the command bounds (:func:`~kinova_policy_ros.policy.safety.
-bound_trajectory`) to one prediction; :func:`command_msg` and :func:`predicted_msg` build the
+The points of a command come from :class:`~kinova_policy_ros.policy.handover.Planner` (latency
+compensation, hand-over, bounds); :func:`command_msg` and :func:`predicted_msg` build the
 ``trajectory_msgs/JointTrajectory`` of the command and of the raw predicted horizon;
 :func:`predicted_path_msg` the ``nav_msgs/Path`` of the end effector along that horizon (forward
 kinematics of the predicted joints, for RViz / Foxglove before commands are enabled).
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from geometry_msgs.msg import PoseStamped
 from kinova_policy_ros.core import kinematics
-from kinova_policy_ros.core.errors import UnsafeCommandError
-from kinova_policy_ros.policy.safety import bound_trajectory, CommandLimits, retime_window
+from kinova_policy_ros.policy.handover import Plan
 from kinova_policy_ros.ros.messages import duration_msg, duration_ns_msg, time_msg
 from nav_msgs.msg import Path
 import numpy as np
@@ -23,61 +20,14 @@ import numpy.typing as npt
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 __all__ = [
-    'MIN_LEAD_NS',
-    'Plan',
     'chain_order',
     'command_msg',
-    'plan_window',
     'predicted_msg',
     'predicted_path_msg',
 ]
 
-MIN_LEAD_NS = 1_000_000
-"""A point must lie at least this far in the future when the command is published."""
-
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """
-    The points one command carries, in checkpoint joint order.
-
-    ``first`` is the index of the first predicted point used (the points before it were due
-    before the command could arrive), ``times_ns`` the ``time_from_start`` of each point.
-    """
-
-    first: int
-    positions: FloatArray
-    velocities: FloatArray
-    times_ns: npt.NDArray[np.int64]
-
-
-def plan_window(
-    pred: npt.ArrayLike,
-    q_meas: npt.ArrayLike,
-    dt: float,
-    elapsed_ns: int,
-    action_horizon: int,
-    limits: CommandLimits,
-) -> Plan:
-    """
-    Choose, re-time and bound the points of one prediction ``[T, n]`` (rad).
-
-    The model took ``elapsed_ns`` since the observation; the command starts on arrival (header
-    stamp 0), see :func:`~kinova_policy_ros.policy.safety.retime_window`.
-
-    :raises UnsafeCommandError: when the prediction is not finite, every point is already due,
-        or the bounds cannot be met.
-    """
-    p = np.asarray(pred, dtype=np.float64)
-    if not np.all(np.isfinite(p)):
-        raise UnsafeCommandError('the model predicted non-finite joint positions')
-    first, times_ns = retime_window(p.shape[0], dt, elapsed_ns, action_horizon, MIN_LEAD_NS)
-    window = p[first:][: times_ns.shape[0]]
-    positions, velocities = bound_trajectory(window, q_meas, times_ns * 1e-9, limits)
-    return Plan(first, positions, velocities, times_ns)
 
 
 def command_msg(plan: Plan, names: Sequence[str], index: IndexArray) -> JointTrajectory:

@@ -14,6 +14,7 @@ from typing import Any
 
 from kinova_policy_ros.core import kinematics
 from kinova_policy_ros.core.errors import ConfigError
+from kinova_policy_ros.policy.handover import HANDOVER_MODES, HandoverConfig
 from kinova_policy_ros.policy.safety import CommandLimits
 import numpy as np
 import numpy.typing as npt
@@ -154,6 +155,46 @@ PARAMS: tuple[ParamSpec, ...] = (
         'Which joints are continuous (no position limit, commanded the shortest way).',
     ),
     ParamSpec(
+        'acceleration_limits',
+        _floats(kinematics.ACCELERATION_LIMITS),
+        'Acceleration limits (rad/s²) in checkpoint joint order; .inf = no bound for a joint.',
+    ),
+    ParamSpec(
+        'handover',
+        HandoverConfig().mode,
+        'How a new plan takes over from the running command: ' + ', '.join(HANDOVER_MODES)
+        + ' (docs/controller.md).',
+    ),
+    ParamSpec(
+        'lookahead_steps',
+        HandoverConfig().lookahead_steps,
+        'Predicted points published beyond the action_horizon executed ones (the command still '
+        'ends at rest); -1 = the rest of the prediction. Ignored by handover rest.',
+        minimum=-1,
+        maximum=1000,
+    ),
+    ParamSpec(
+        'splice_steps',
+        HandoverConfig().splice_steps,
+        'handover splice: points of a new plan blended from the running command.',
+        minimum=0,
+        maximum=1000,
+    ),
+    ParamSpec(
+        'ensemble_decay',
+        HandoverConfig().ensemble_decay,
+        "handover ensemble: ACT's m, weights exp(-m i) from the oldest prediction (i = 0).",
+        minimum=0.0,
+        maximum=100.0,
+    ),
+    ParamSpec(
+        'spline_degree',
+        HandoverConfig().spline_degree,
+        'handover spline: degree of the least-squares polynomial through a plan.',
+        minimum=2,
+        maximum=6,
+    ),
+    ParamSpec(
         'velocity_scale',
         0.5,
         'Fraction (0, 1] of the velocity limits a command may use between two points.',
@@ -218,6 +259,7 @@ class Settings:
     max_obs_age_s: float
     joint_names: tuple[str, ...]
     limits: CommandLimits
+    handover: HandoverConfig
     enabled_on_start: bool
     dry_run: bool
     base_frame: str
@@ -247,6 +289,7 @@ def make_limits(
     continuous: npt.ArrayLike,
     velocity_scale: float,
     names: Sequence[str] = (),
+    acceleration: npt.ArrayLike | None = None,
 ) -> CommandLimits:
     """Build :class:`CommandLimits` from parameter values; errors name the parameter."""
     arrays: dict[str, list[Any]] = {
@@ -255,6 +298,8 @@ def make_limits(
         'velocity_limits': np.ravel(velocity).tolist(),
         'continuous_joints': np.ravel(continuous).tolist(),
     }
+    if acceleration is not None:
+        arrays['acceleration_limits'] = np.ravel(acceleration).tolist()
     for name, values in arrays.items():
         if len(values) != kinematics.NUM_JOINTS:
             raise ConfigError(
@@ -269,6 +314,7 @@ def make_limits(
             continuous=np.array(continuous, dtype=np.bool_),
             velocity_scale=float(velocity_scale),
             names=tuple(names),
+            acceleration=None if acceleration is None else np.array(acceleration, np.float64),
         )
     except ValueError as err:
         raise ConfigError(f'joint limit parameters: {err}') from err
@@ -315,7 +361,20 @@ def settings_from_values(values: Mapping[str, Any]) -> Settings:
         values['velocity_limits'],
         values['continuous_joints'],
         values['velocity_scale'],
+        acceleration=values['acceleration_limits'],
     )
+    for name in ('lookahead_steps', 'splice_steps', 'ensemble_decay', 'spline_degree'):
+        check_range(name, values[name])
+    try:
+        handover = HandoverConfig(
+            mode=str(values['handover']),
+            lookahead_steps=int(values['lookahead_steps']),
+            splice_steps=int(values['splice_steps']),
+            ensemble_decay=float(values['ensemble_decay']),
+            spline_degree=int(values['spline_degree']),
+        )
+    except ValueError as err:
+        raise ConfigError(f"parameter 'handover': {err}") from err
     return Settings(
         checkpoint=checkpoint,
         device=device,
@@ -331,6 +390,7 @@ def settings_from_values(values: Mapping[str, Any]) -> Settings:
         max_obs_age_s=float(values['max_obs_age_s']),
         joint_names=joint_names,
         limits=limits,
+        handover=handover,
         enabled_on_start=bool(values['enabled_on_start']),
         dry_run=bool(values['dry_run']),
         base_frame=str(values['base_frame']).strip(),

@@ -134,6 +134,7 @@ def apply_updates(
             limits.continuous,
             updates['velocity_scale'],
             limits.names,
+            limits.acceleration,
         )
     if 'max_obs_age_s' in updates:
         settings = replace(settings, max_obs_age_s=updates['max_obs_age_s'])

@@ -33,11 +33,11 @@ from typing import Any, TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticArray
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
+from kinova_policy_ros.policy.handover import Planner
 from kinova_policy_ros.policy.safety import map_measured_into_range
 from kinova_policy_ros.ros.commands import (
     chain_order,
     command_msg,
-    plan_window,
     predicted_msg,
     predicted_path_msg,
 )
@@ -173,7 +173,9 @@ class PolicyNode(Node):
             s.limits.continuous,
             s.limits.velocity_scale,
             self.mapping.robot_names,
+            s.limits.acceleration,
         )
+        self.planner = Planner(self.limits, self.dt, self.action_horizon, s.handover)
         self._q_min = np.asarray(r.q_min, dtype=np.float64)
         self._q_max = np.asarray(r.q_max, dtype=np.float64)
         self._command_index = np.array(self.mapping.command_index, dtype=np.intp)
@@ -234,6 +236,7 @@ class PolicyNode(Node):
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
         self.settings, self.limits = apply_updates(self.settings, self.limits, updates)
+        self.planner.limits = self.limits
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------------------------- inputs
@@ -279,6 +282,12 @@ class PolicyNode(Node):
         if self._needs_reset or reset_requested:
             self.runner.reset()
             self._ticks_until_plan = 0
+            # A reset (~/reset: a new episode) forgets the last command too; after an input
+            # fault it still runs on the controller (or has ended at rest): keep it.
+            if reset_requested:
+                self.planner.reset()
+            else:
+                self.planner.forget_predictions()
             if self._needs_reset and self.status.state in FAULT_STATES:
                 self.get_logger().info('inputs are fresh again: observation buffer reset')
             self._needs_reset = False
@@ -308,10 +317,9 @@ class PolicyNode(Node):
 
     def _plan_and_publish(self, tick_ns: int, q_meas: FloatArray) -> None:
         pred = np.asarray(self.runner.predict(), dtype=np.float64)  # [T, 7] checkpoint order
-        # Latency compensation (the command starts on arrival, stamp 0): see retime_window.
-        plan = plan_window(
-            pred, q_meas, self.dt, now_ns(self) - tick_ns, self.action_horizon, self.limits
-        )
+        # The command starts on arrival (stamp 0): latency compensation and the hand-over from
+        # the running command are the planner's (policy/handover.py).
+        plan = self.planner.plan(pred, q_meas, tick_ns, now_ns(self))
         msg = command_msg(plan, self.mapping.command_names, self._command_index)
         if self._command_pub is not None:
             self._command_pub.publish(msg)

@@ -201,3 +201,96 @@ def test_gen3_limits_hold_for_a_wild_prediction():
     assert np.all(np.abs(pos[0]) <= step + EPS)  # one full-speed step, no more
     limited = ~limits.continuous
     assert np.allclose(pos[0, limited], step[limited])  # limited joints head for +100 at once
+
+
+# --------------------------------------------------------------------- acceleration bound
+
+
+@st.composite
+def accel_case_st(draw: st.DrawFn):
+    """
+    Draw a case with acceleration limits, a start inside the limits and a start velocity.
+
+    Points are evenly spaced after the first, as the planner makes them (the first one is
+    closer: latency compensation).
+    """
+    limits, pred, q, _ = draw(case_st())
+    dt = draw(st.floats(1e-3, 0.5))
+    first = draw(st.floats(0.02, 1.0)) * dt
+    times = first + np.arange(pred.shape[0]) * dt
+    n = limits.num_joints
+    accel = draw(hnp.arrays(np.float64, n, elements=st.floats(0.5, 50.0)))
+    limits = CommandLimits(
+        limits.lower, limits.upper, limits.velocity, limits.continuous,
+        limits.velocity_scale, acceleration=accel,
+    )  # fmt: skip
+    frac = draw(hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0)))
+    lo, hi = np.where(limits.continuous, -3.0, limits.lower), np.where(
+        limits.continuous, 3.0, limits.upper
+    )
+    q = lo + frac * (hi - lo)
+    v0 = draw(hnp.arrays(np.float64, n, elements=st.floats(-1.0, 1.0))) * limits.max_velocity
+    return limits, pred, q, times, v0
+
+
+def _segment_velocities(q, pos, times):
+    dt = np.diff(np.concatenate([[0.0], times]))
+    return np.diff(np.vstack([q, pos]), axis=0) / dt[:, None], dt
+
+
+@CASES
+@given(accel_case_st())
+def test_acceleration_bound_holds_between_segments(case):
+    """
+    Check every invariant, and |u_i - u_(i-1)| <= a·τ_i between consecutive segments.
+
+    It holds wherever the start state can still brake before the position limits (else the
+    limit wins; docs/safety.md).
+    """
+    limits, pred, q, times, v0 = case
+    pos, vel = bound_trajectory(pred, q, times, limits, v_start=v0)
+    _check_invariants(limits, q, times, pos, vel)
+    u, dt = _segment_velocities(q, pos, times)
+    accel = limits.max_acceleration
+    room = np.minimum(limits.upper - q, q - limits.lower)
+    assume(np.all(u[0] ** 2 <= 2 * accel * room * 0.5))  # far enough from a limit to brake
+    tau = (dt[:-1] + dt[1:]) / 2
+    assert np.all(np.abs(np.diff(u, axis=0)) <= accel * tau[:, None] * (1 + 1e-9) + EPS)
+    # the last segment can stop at the last point
+    assert np.all(np.abs(u[-1]) <= accel * dt[-1] / 2 * (1 + 1e-9) + EPS)
+
+
+@CASES
+@given(accel_case_st())
+def test_acceleration_bound_from_the_start_velocity(case):
+    """From a start velocity that can still stop within the command, the first step is bounded."""
+    limits, pred, q, times, v0 = case
+    accel = limits.max_acceleration
+    assume(np.all(np.abs(v0) <= accel * times[-1] / 4))  # stoppable well within the command
+    room = np.minimum(limits.upper - q, q - limits.lower)
+    assume(np.all(v0**2 <= 2 * accel * room * 0.25))  # and well before a limit
+    pos, _ = bound_trajectory(pred, q, times, limits, v_start=v0)
+    u, dt = _segment_velocities(q, pos, times)
+    assert np.all(np.abs(u[0] - v0) <= accel * dt[0] / 2 * (1 + 1e-9) + EPS)
+
+
+def test_without_acceleration_limits_nothing_changes():
+    limits = CommandLimits.gen3(0.5)
+    pred = np.linspace(0.0, 0.3, 12)[:, None] * np.ones(J)
+    plain = bound_trajectory(pred, np.zeros(J), 0.05, limits)
+    with_v0 = bound_trajectory(pred, np.zeros(J), 0.05, limits, v_start=np.ones(J))
+    for a, b in zip(plain, with_v0):
+        np.testing.assert_array_equal(a, b)
+    accel = bound_trajectory(pred, np.zeros(J), 0.05, CommandLimits.gen3(0.5, acceleration=True))
+    assert not np.array_equal(plain[0], accel[0])  # the step from rest is limited
+
+
+def test_bad_acceleration_limits_and_start_velocities_are_refused():
+    with pytest.raises(ValueError, match=r'CommandLimits\.acceleration: every acceleration'):
+        CommandLimits(
+            np.full(2, -1.0), np.ones(2), np.ones(2), np.zeros(2, bool),
+            acceleration=np.array([1.0, 0.0]),
+        )  # fmt: skip
+    limits = CommandLimits.gen3(acceleration=True)
+    with pytest.raises(UnsafeCommandError, match='start velocity: expected'):
+        bound_trajectory(np.zeros((3, J)), np.zeros(J), 0.1, limits, v_start=np.full(J, np.nan))

@@ -1,87 +1,20 @@
-"""Tests of kinova_policy_ros.ros.commands: the re-timed, bounded window and its messages."""
+"""Tests of kinova_policy_ros.ros.commands: the messages of a plan and of a prediction."""
 
 from kinova_policy_ros.core import kinematics
-from kinova_policy_ros.core.errors import UnsafeCommandError
 from kinova_policy_ros.core.stamps import stamp_to_ns
-from kinova_policy_ros.policy.safety import bound_trajectory, CommandLimits
+from kinova_policy_ros.policy.handover import Plan
 from kinova_policy_ros.ros.commands import (
     chain_order,
     command_msg,
-    MIN_LEAD_NS,
-    Plan,
-    plan_window,
     predicted_msg,
     predicted_path_msg,
 )
 import numpy as np
-import pytest
 
 DT = 0.05
 DT_NS = 50_000_000
 HORIZON = 12
 Q0 = np.zeros(7)
-
-
-def _limits(scale: float = 0.5) -> CommandLimits:
-    return CommandLimits.gen3(velocity_scale=scale)
-
-
-def _creeping() -> np.ndarray:
-    """Return a prediction that moves every joint 1 mrad per step: well inside the bounds."""
-    return np.tile((np.arange(HORIZON) + 1.0)[:, None] * 1e-3, (1, 7))
-
-
-def test_no_delay_keeps_the_first_points_at_their_due_times():
-    plan = plan_window(_creeping(), Q0, DT, 0, 4, _limits())
-    assert plan.first == 0
-    assert plan.times_ns.tolist() == [DT_NS, 2 * DT_NS, 3 * DT_NS, 4 * DT_NS]
-    np.testing.assert_allclose(plan.positions, _creeping()[:4])
-    assert plan.velocities.shape == (4, 7)
-    assert np.all(plan.velocities[-1] == 0.0)
-    np.testing.assert_allclose(plan.velocities[:-1], 1e-3 / DT)
-
-
-def test_latency_drops_the_points_already_due_and_shifts_the_window():
-    elapsed = 2 * DT_NS + DT_NS // 2  # 2.5 periods
-    plan = plan_window(_creeping(), Q0, DT, elapsed, 4, _limits())
-    assert plan.first == 2
-    assert plan.times_ns.tolist() == [k * DT_NS - elapsed for k in (3, 4, 5, 6)]
-    np.testing.assert_allclose(plan.positions, _creeping()[2:6])
-
-
-def test_a_point_due_within_the_minimum_lead_is_dropped():
-    plan = plan_window(_creeping(), Q0, DT, DT_NS - MIN_LEAD_NS + 1, 4, _limits())
-    assert plan.first == 1
-    assert plan.times_ns[0] == DT_NS + MIN_LEAD_NS - 1
-    exact = plan_window(_creeping(), Q0, DT, DT_NS - MIN_LEAD_NS, 4, _limits())
-    assert exact.first == 0 and exact.times_ns[0] == MIN_LEAD_NS
-
-
-def test_the_window_ends_with_the_predicted_horizon():
-    plan = plan_window(_creeping(), Q0, DT, 10 * DT_NS, 4, _limits())
-    assert plan.first == 10
-    assert plan.times_ns.tolist() == [DT_NS, 2 * DT_NS]
-    assert plan.positions.shape == (2, 7)
-
-
-def test_positions_are_bounded_like_bound_trajectory():
-    far = np.full((HORIZON, 7), 1.0)
-    limits = _limits(0.1)
-    plan = plan_window(far, Q0, DT, 0, 4, limits)
-    want, want_v = bound_trajectory(far[:4], Q0, plan.times_ns * 1e-9, limits)
-    np.testing.assert_array_equal(plan.positions, want)
-    np.testing.assert_array_equal(plan.velocities, want_v)
-    steps = np.abs(np.diff(np.vstack([Q0, plan.positions]), axis=0))
-    np.testing.assert_allclose(steps, np.tile(limits.max_velocity * DT, (4, 1)))
-
-
-def test_non_finite_predictions_and_late_plans_raise():
-    bad = _creeping()
-    bad[3, 2] = np.nan
-    with pytest.raises(UnsafeCommandError, match='non-finite joint positions'):
-        plan_window(bad, Q0, DT, 0, 4, _limits())
-    with pytest.raises(UnsafeCommandError, match='longer than the predicted horizon'):
-        plan_window(_creeping(), Q0, DT, HORIZON * DT_NS, 4, _limits())
 
 
 def _plan() -> Plan:
