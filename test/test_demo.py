@@ -87,6 +87,9 @@ def test_report_table_formats_every_figure():
         'boundary_jump_p95': 0.4,
         'latency_p50_ms': 12.34,
         'latency_p99_ms': 30.0,
+        'speed_dips': 3,
+        'jerk_rms_median': 12.345,
+        'time_to_target_median_s': 4.5,
     }
     offline = {'mae_rad_per_step': [0.01, 0.02, 0.05]}
     table = demo.report_table(closed, offline, 150, 148, 750.0)
@@ -96,6 +99,8 @@ def test_report_table_formats_every_figure():
         'success within 3 cm / 5 cm at the flange': 'n/a / n/a',  # not in this summary
         'final distance, median / mean': '2.1 / n/a cm',
         'chunk-boundary velocity jump, median / p95': '0.050 / 0.400 rad/s',
+        'speed dips between plans / jerk RMS (median)': '3 / 12.3 rad/s³',
+        'time to target within 3 cm, median': '4.50 s',
         'node inference latency p50 / p99': '12.3 / 30.0 ms',
         'offline error (held-out demos), step 1 / step T': '0.57 / 2.86 deg',
         'demonstrations recorded / episodes converted': '150 / 148',

@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import KinovaPolicyError
+from kinova_policy_ros.sim.smoothness import boundary_jump_p95, jerk_rms, speed_dips
 from kinova_policy_ros.sim.trajectory import (
     TrajectoryCommand,
     TrajectoryFollower,
@@ -90,6 +91,9 @@ class EpisodeResult(TypedDict):
     predicted_received: int
     chunk_velocity_jumps: list[float]
     max_chunk_velocity_jump: float
+    boundary_jump_p95: float | None
+    speed_dips: int | None
+    jerk_rms: float | None
     inference_latency_p50_ms: float | None
     inference_latency_p99_ms: float | None
     points_dropped_for_latency: int | None
@@ -128,6 +132,9 @@ class _SummaryFields(TypedDict):
     boundary_jump_median: float | None
     boundary_jump_p95: float | None
     boundary_jump_max: float | None
+    speed_dips: int | None
+    jerk_rms_median: float | None
+    time_to_target_median_s: float | None
     latency_p50_ms: float | None
     latency_p99_ms: float | None
     episode_duration_s: float | None
@@ -270,6 +277,18 @@ def _task_metrics(
     }
 
 
+def _smoothness(
+    measured: MeasuredTrace, task_t_s: Sequence[float], distance: Sequence[float]
+) -> tuple[int | None, float | None]:
+    """Return ``(speed_dips, jerk_rms)`` of the measured velocities (None without them)."""
+    t = np.asarray(measured['t_s'], dtype=np.float64)
+    dq = np.asarray(measured['velocities'], dtype=np.float64)
+    if dq.shape != (t.size, kin.NUM_JOINTS) or t.size < 4 or not len(task_t_s):
+        return None, None
+    dist = np.interp(t, np.asarray(task_t_s), np.asarray(distance))
+    return speed_dips(t, dq, dist), jerk_rms(t, dq)
+
+
 def episode_metrics(
     seed: int,
     reset_info: Mapping[str, Any],
@@ -315,6 +334,7 @@ def episode_metrics(
         )
     task = _task_metrics(tasks, t0_ns)
     jumps, replay_rejected = chunk_velocity_jumps(commands, measured, angle_wraparound)
+    smooth = _smoothness(measured, task['task_t_s'], task['distance_trace'])
     diag = dict(diag_after or {})
     problems = policy_problems([d for d in record.get('diagnostics', []) if inside(d[0])])
     target = reset_info.get('target', tasks[-1][1].get('target', []))
@@ -339,6 +359,9 @@ def episode_metrics(
         'predicted_received': int(record.get('predicted', 0)),
         'chunk_velocity_jumps': jumps,
         'max_chunk_velocity_jump': max(jumps, default=0.0),
+        'boundary_jump_p95': boundary_jump_p95(jumps),
+        'speed_dips': smooth[0],
+        'jerk_rms': smooth[1],
         'inference_latency_p50_ms': float_or_none(diag.get('inference_latency_p50_ms')),
         'inference_latency_p99_ms': float_or_none(diag.get('inference_latency_p99_ms')),
         'points_dropped_for_latency': counter_delta(
@@ -371,6 +394,17 @@ def _rate(episodes: Sequence[Mapping[str, Any]], key: str) -> float | None:
     """Share of the episodes where ``key`` is true; None when no episode has a value."""
     values = [bool(e[key]) for e in episodes if e.get(key) is not None]
     return float(np.mean(values)) if values else None
+
+
+def _values(episodes: Sequence[Mapping[str, Any]], key: str) -> npt.NDArray[np.float64]:
+    """Return the values of ``key`` that are not None."""
+    return np.array([e[key] for e in episodes if e.get(key) is not None], dtype=np.float64)
+
+
+def _total(episodes: Sequence[Mapping[str, Any]], key: str) -> int | None:
+    """Return the sum of ``key`` over the episodes that have it (None when none has)."""
+    values = _values(episodes, key)
+    return int(values.sum()) if values.size else None
 
 
 def summarize(
@@ -412,6 +446,9 @@ def summarize(
         'boundary_jump_median': _stat(np.median, jumps),
         'boundary_jump_p95': _stat(lambda a: np.percentile(a, 95), jumps),
         'boundary_jump_max': _stat(np.max, jumps),
+        'speed_dips': _total(episodes, 'speed_dips'),
+        'jerk_rms_median': _stat(np.median, _values(episodes, 'jerk_rms')),
+        'time_to_target_median_s': _stat(np.median, _values(episodes, 'time_to_success_s')),
         'latency_p50_ms': float_or_none(diag.get('inference_latency_p50_ms')),
         'latency_p99_ms': float_or_none(diag.get('inference_latency_p99_ms')),
         'episode_duration_s': _stat(np.mean, durations),
@@ -429,7 +466,7 @@ def progress_line(e: Mapping[str, Any], index: int, total: int) -> str:
         f'{1000 * e["final_distance"]:.1f} mm (min {1000 * e["min_distance"]:.1f} mm), '
         f'{"success" if e["success_3cm"] else "no success"} within 3 cm, '
         f'{e["commands_received"]} commands, max chunk jump '
-        f'{e["max_chunk_velocity_jump"]:.3f} rad/s'
+        f'{e["max_chunk_velocity_jump"]:.3f} rad/s, speed dips {e.get("speed_dips")}'
         + (f', latency p50 {lat:.1f} ms' if lat is not None else '')
     )
 

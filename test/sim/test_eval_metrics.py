@@ -29,8 +29,8 @@ def test_chunk_velocity_jump_is_the_desired_velocity_step_at_a_replacement():
         'velocities': [[0.2] * 7, [0.05] * 7],
     }
     commands = [
-        # from (0, 0.2 rad/s) to (0.2, 0.2 rad/s) in 1 s: 0.2 rad/s all along
-        _command(0.0, [1.0, 2.0], [0.2, 0.4], [0.2, 0.2]),
+        # from (0, 0.2 rad/s) to (0.2, 0.2 rad/s) in 1 s: 0.2 rad/s all along; ends at rest
+        _command(0.0, [1.0, 2.0, 3.0], [0.2, 0.4, 0.5], [0.2, 0.2, 0.0]),
         # replaces it at 0.5 s, anchored at the measured velocity 0.05 rad/s
         _command(0.5, [0.5], [0.2], [0.0]),
         _command(0.6, [0.5], [0.2], [0.0], n=6),  # rejected: six joints
@@ -182,6 +182,19 @@ def test_summary_aggregates_the_episodes():
     assert 'success_3cm' in s['per_episode'][0]
 
 
+def test_summary_aggregates_the_smoothness_figures():
+    episodes = [
+        dict(_episode(1, 0.01, [1.0]), speed_dips=2, jerk_rms=10.0, time_to_success_s=3.0),
+        dict(_episode(2, 0.2, [1.0]), speed_dips=0, jerk_rms=30.0, time_to_success_s=None),
+        dict(_episode(3, 0.02, []), speed_dips=None, jerk_rms=None, time_to_success_s=5.0),
+    ]
+    s = em.summarize(episodes, 30.0)
+    assert s['speed_dips'] == 2  # the episodes that measured it
+    assert s['jerk_rms_median'] == 20.0 and s['time_to_target_median_s'] == 4.0
+    none = em.summarize([dict(_episode(1, 0.01, []), speed_dips=None)], 1.0)
+    assert none['speed_dips'] is None and none['jerk_rms_median'] is None
+
+
 def test_summary_of_no_episodes_has_no_rates():
     s = em.summarize([], 1.0)
     assert s['episodes'] == 0 and s['success_3cm'] is None and s['boundary_jump_max'] is None
@@ -195,6 +208,7 @@ def test_progress_and_summary_lines():
     line = em.progress_line(e, 2, 5)
     assert line.startswith('closed loop over DDS [2/5] seed 4: final distance 12.3 mm')
     assert 'success within 3 cm' in line and line.endswith('latency p50 9.2 ms')
+    assert 'speed dips None' in line  # not measured in this episode
     e['inference_latency_p50_ms'] = None
     assert 'latency' not in em.progress_line(e, 2, 5)
     s = em.summarize([e, _episode(5, 0.1001, [])], 12.0)
