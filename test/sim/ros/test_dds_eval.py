@@ -7,6 +7,7 @@ checkpoint. The parts have their own tests: ``test_processes``, ``test_services`
 ``test/sim/test_eval_plots.py``.
 """
 
+import itertools
 import json
 import math
 import os
@@ -39,6 +40,22 @@ def _children() -> set[int]:
 
 def _is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == PNG_MAGIC
+
+
+def _assert_starts_on_the_running_command(commands: list[dict]) -> None:
+    """Each command's first point lies on the one it replaces, up to the acceleration bound."""
+    for a, b in itertools.pairwise(commands):
+        times = np.asarray(a['time_from_start'])
+        positions = np.asarray(a['positions'])
+        t = b['t_s'] + b['time_from_start'][0] - a['t_s']  # b's first point on a's clock
+        running = np.array([np.interp(t, times, positions[:, j]) for j in range(7)])
+        first = np.asarray(b['positions'][0])
+        # deviation allowed: the bound 8.6 rad/s² over the lead of the first point, plus a few
+        # ms of transport difference between the two receipts at up to 1.4 rad/s
+        lead = b['time_from_start'][0]
+        allowed = 0.5 * kin.ACCELERATION_LIMITS * lead**2 + 1.4 * 0.01 + 0.01  # + linear interp
+        gap = np.abs(kin.nearest_equivalent(first, running) - running)
+        assert np.all(gap <= allowed), (gap, allowed)
 
 
 @pytest.fixture(scope='module')
@@ -105,6 +122,14 @@ def test_closed_loop_smoke_over_dds(
             assert all(len(p) == 7 for p in c['positions'] + c['velocities'])
         assert len(e['chunk_velocity_jumps']) == e['commands_received'] - 1
         assert all(math.isfinite(j) and j >= 0 for j in e['chunk_velocity_jumps'])
+        # the hand-over (default spline): every command ends at rest (accepted under Jazzy's
+        # allow_nonzero_velocity_at_trajectory_end: false), carries look-ahead points past the
+        # 6 executed ones, and starts on the path of the command it replaces
+        for c in e['commands']:
+            assert c['velocities'][-1] == [0.0] * 7
+            assert len(c['positions']) > 6
+        _assert_starts_on_the_running_command(e['commands'])
+        assert e['speed_dips'] is not None and e['jerk_rms'] is not None
         assert e['inference_latency_p50_ms'] > 0
         # receipt times: in the recording window, in order
         for times in (e['measured']['t_s'], e['task_t_s'], [c['t_s'] for c in e['commands']]):
