@@ -26,9 +26,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from helpers import PolicyNodeProcess as NodeProcess
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.core.stamps import stamp_to_ns
+from kinova_policy_ros.policy.handover import MIN_LEAD_NS
 from kinova_policy_ros.policy.inference import PolicyRunner
 from kinova_policy_ros.policy.safety import bound_trajectory, map_measured_into_range
-from kinova_policy_ros.ros.commands import MIN_LEAD_NS
 from kinova_policy_ros.ros.node_params import default_values, make_limits
 from kinova_policy_ros.testing.synthetic import make_random_checkpoint
 import numpy as np
@@ -299,6 +299,11 @@ def node(checkpoint: Path, harness: Harness) -> Iterator[NodeProcess]:
         f'max_obs_age_s:={MAX_AGE}',
         '-p',
         'enabled_on_start:=true',
+        # One observation, replayed: the rest hand-over makes each command a function of the
+        # prediction alone (checked offline below); the default spline hand-over is checked
+        # over DDS in test/sim/ros/test_dds_eval.py and offline in test/policy/test_handover.py.
+        '-p',
+        'handover:=rest',
         '-p',
         f'diagnostics_period_s:={DIAG_PERIOD}',
     )
@@ -336,6 +341,7 @@ def _limits() -> Any:
         v['continuous_joints'],
         v['velocity_scale'],
         JOINTS,
+        v['acceleration_limits'],
     )
 
 
