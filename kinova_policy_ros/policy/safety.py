@@ -322,11 +322,11 @@ def unwrap_continuous(
     p = np.array(positions, dtype=np.float64)
     cont = np.asarray(continuous, dtype=np.bool_)
     if cont.any():
-        ref = np.asarray(q_ref, dtype=np.float64)
-        for i in range(p.shape[0]):
-            k = np.round((ref[cont] - p[i, cont]) / _TWO_PI)
-            p[i, cont] += _TWO_PI * k
-            ref = p[i]
+        # Shifting point i by 2π·m_i with m_i = m_(i-1) - round(d_i / 2π), d_i the raw step
+        # from the previous point (from q_ref for the first), is the point-by-point rule.
+        block = np.vstack([np.asarray(q_ref, dtype=np.float64)[cont][None, :], p[:, cont]])
+        turns = np.cumsum(np.round(np.diff(block, axis=0) / _TWO_PI), axis=0)  # [A, C]
+        p[:, cont] -= _TWO_PI * turns
     return p
 
 
@@ -361,42 +361,52 @@ def limit_acceleration(
     tau = np.empty(num)
     tau[0] = steps[0] / 2
     tau[1:] = (steps[:-1] + steps[1:]) / 2
+    a_tau = accel[None, :] * tau[:, None]  # [A, J], inf where there is no bound
     reach = np.empty((num, positions.shape[1]))  # U_i
     reach[-1] = np.minimum(vmax, accel * steps[-1] / 2)
     for i in range(num - 2, -1, -1):
-        reach[i] = np.minimum(vmax, reach[i + 1] + accel * tau[i + 1])
-    first_reach = reach[0] + accel * tau[0]
-    u_prev = np.clip(v_start, -first_reach, first_reach)
+        reach[i] = np.minimum(vmax, reach[i + 1] + a_tau[i + 1])
+    first_reach = reach[0] + a_tau[0]
+    u_prev = np.minimum(np.maximum(v_start, -first_reach), first_reach)
+    brake = _Braking(accel, limits.lower, limits.upper)
     prev = start.copy()
     out = np.empty_like(positions)
     for i in range(num):
         want = (positions[i] - prev) / steps[i]
-        lo = np.maximum(u_prev - accel * tau[i], -reach[i])
-        hi = np.minimum(u_prev + accel * tau[i], reach[i])
-        u = np.clip(want, lo, hi)
-        # Position limits: stay inside, and no faster than one can still brake (finite only).
-        room_up = np.maximum(limits.upper - prev, 0.0)
-        room_down = np.maximum(prev - limits.lower, 0.0)
-        up = np.minimum(room_up / steps[i], _braking_speed(accel, room_up, steps[i]))
-        down = np.minimum(room_down / steps[i], _braking_speed(accel, room_down, steps[i]))
-        u = np.clip(u, -down, up)
+        lo = np.maximum(u_prev - a_tau[i], -reach[i])
+        hi = np.minimum(u_prev + a_tau[i], reach[i])
+        up, down = brake.speeds(prev, float(steps[i]))
+        u = np.minimum(np.maximum(np.minimum(np.maximum(want, lo), hi), -down), up)
         prev = prev + u * steps[i]
         out[i] = prev
         u_prev = u
     return out
 
 
-def _braking_speed(accel: FloatArray, room: FloatArray, step: float) -> FloatArray:
+class _Braking:
     """
-    Return the segment speed from which a joint still stops within ``room`` (inf: no bound).
+    The segment speeds towards each position limit from which a joint still stops before it.
 
     Segments of ``step`` s, each slower by ``a·step``, cover at most ``u²/(2a) + u·step/2 +
     a·step²/8 = (u + a·step/2)² / (2a)`` from segment speed ``u`` to rest: the largest ``u``
-    with that within ``room``.
+    with that within the room left, and never past the limit within the segment itself.
+    Joints without an acceleration bound or position limit get ``inf``.
     """
-    with np.errstate(invalid='ignore'):
-        speed = np.maximum(np.sqrt(2 * accel * room) - accel * step / 2, 0.0)
-    return np.where(np.isfinite(accel), speed, np.inf)
+
+    _BIG = 1e9  # rad: a finite stand-in for "no limit" inside the square root
+
+    def __init__(self, accel: FloatArray, lower: FloatArray, upper: FloatArray) -> None:
+        self.bounded = np.isfinite(accel)
+        self.accel = np.where(self.bounded, accel, 0.0)
+        self.lower = lower
+        self.upper = upper
+
+    def speeds(self, q: FloatArray, step: float) -> tuple[FloatArray, FloatArray]:
+        """Return the largest speeds ``(up, down) [J]`` of a segment of ``step`` s from ``q``."""
+        room = np.maximum(np.stack([self.upper - q, q - self.lower]), 0.0)  # [2, J]
+        within = np.sqrt(2 * self.accel * np.minimum(room, self._BIG)) - self.accel * step / 2
+        speed = np.minimum(room / step, np.where(self.bounded, np.maximum(within, 0.0), np.inf))
+        return speed[0], speed[1]
 
 
 def _require_finite(arr: FloatArray, what: str, limits: CommandLimits) -> None:
