@@ -23,7 +23,8 @@ is a property of the process, so each one runs in a child process of this script
 Usage::
 
     python bench/bench_node_latency.py [--iterations 300] [--device cpu] [--height 480 --width 640]
-        [--transports default,shm] [--modes cache,full]
+        [--transports default,shm] [--modes cache,full] [--checkpoint DIR]
+        [--node-param handover:=rest]
 """
 
 import argparse
@@ -218,7 +219,11 @@ def run_child(args: argparse.Namespace) -> None:
     """Measure every mode over the transport this process was started with; print JSON lines."""
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     with tempfile.TemporaryDirectory(prefix='bench_node_latency_') as tmp:
-        checkpoint = make_random_checkpoint(Path(tmp) / 'ckpt', image_hw=tuple(args.image_hw))
+        checkpoint = (
+            args.checkpoint.resolve()
+            if args.checkpoint
+            else make_random_checkpoint(Path(tmp) / 'ckpt', image_hw=tuple(args.image_hw))
+        )
         driver = Driver(args.height, args.width, tuple(args.depth_hw) if args.depth_hw else None)
         try:
             for mode in args.modes.split(','):
@@ -245,6 +250,12 @@ def main() -> None:
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--image-hw', type=int, nargs=2, default=(96, 128))
+    parser.add_argument(
+        '--checkpoint',
+        type=Path,
+        default=None,
+        help="a trained checkpoint (e.g. the demo's) instead of a random one of the default size",
+    )
     parser.add_argument(
         '--depth-hw',
         type=int,
