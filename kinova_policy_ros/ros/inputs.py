@@ -29,13 +29,13 @@ import numpy.typing as npt
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
 __all__ = [
+    'CLOCK_BACK_TOLERANCE_NS',
+    'REORDER_WINDOW_NS',
     'DepthArray',
     'FloatArray',
     'InputBuffer',
     'JointStateReader',
-    'CLOCK_BACK_TOLERANCE_NS',
     'Observation',
-    'REORDER_WINDOW_NS',
     'RgbArray',
     'Sample',
     'Samples',
