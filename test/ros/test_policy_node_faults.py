@@ -46,8 +46,10 @@ LIMITS = make_limits(
 
 
 def _checkpoint(out: Path, **overrides: object) -> Path:
-    model = {'d_model': 32, 'dim_feedforward': 64, 'conv_channels': (8, 16), 'img_feat_dim': 16,
-                 'q_feat_dim': 16}  # fmt: skip
+    model: dict[str, object] = {
+        'd_model': 32, 'dim_feedforward': 64, 'conv_channels': (8, 16), 'img_feat_dim': 16,
+        'q_feat_dim': 16,
+    }  # fmt: skip
     model.update(overrides)
     return make_random_checkpoint(out, image_hw=(24, 32), dt=DT, seed=3, **model)
 
@@ -122,12 +124,12 @@ class Feeder:
                 msg.header.stamp = stamp
                 self.peer.publish(key, msg)
 
-    def set(self, key: str, msg: Image | JointState | None) -> None:
+    def put(self, key: str, msg: Image | JointState | None) -> None:
         with self.lock:
             self.msgs[key] = msg
 
     def restore(self, key: str) -> None:
-        self.set(key, self.stored[key])
+        self.put(key, self.stored[key])
 
     def close(self) -> None:
         self._stop.set()
@@ -224,7 +226,7 @@ def test_a_stream_that_stops_stops_commands_names_the_topic_and_commands_resume(
     running: PolicyNodePeer, feeder: Feeder, node: PolicyNodeProcess, key: str, topic: str
 ):
     since = running.mark()
-    feeder.set(key, None)
+    feeder.put(key, None)
     reports = settled(running, lambda s: s.message.startswith('stale input'), since)
     assert_no_command_in(reports)
     for status, _ in reports:
@@ -241,7 +243,7 @@ def test_bursts_and_duplicates_are_taken_and_commands_use_the_newest(
 ):
     # 300 messages on each topic at once, every one published twice; the last ones at q_new.
     q_new = Q_MEAS + np.array([0, 0.4, 0, 0.8, 0, 0, 0])
-    feeder.set('joints', None)
+    feeder.put('joints', None)
     stamp = running.node.get_clock().now().to_msg()
     images = [feeder.stored['rgb'], feeder.stored['depth']]
     for i in range(300):
@@ -255,7 +257,7 @@ def test_bursts_and_duplicates_are_taken_and_commands_use_the_newest(
     n = running.num_commands()
     held = _joints(q_new)
     feeder.stored['joints_new'] = held
-    feeder.set('joints', held)
+    feeder.put('joints', held)
     running.wait(
         lambda: sum(_near(m, q_new) for m in running.commands_since(n)) >= 3, 30.0,
         'commands from the newest joint state',
@@ -271,7 +273,7 @@ def test_an_older_stamp_after_a_newer_one_is_dropped(
     q_new = Q_MEAS + np.array([0, 0.2, 0, 0.6, 0, 0, 0])
     q_old = Q_MEAS + np.array([0, -0.2, 0, 1.6, 0, 0, 0])
     feeder.q += [q_new, q_old]
-    feeder.set('joints', None)
+    feeder.put('joints', None)
     old = _joints(q_old)
     new = _joints(q_new)
     stop = threading.Event()
@@ -368,7 +370,7 @@ def test_sim_time_jumping_back_stops_commands_until_fresh_input(
         # Inputs stop and the clock goes back 900 s: the frames held were received "later".
         since = peer.mark()
         for key in ('rgb', 'depth', 'joints'):
-            feeder.set(key, None)
+            feeder.put(key, None)
         clock.jump(100.0)
         reports = settled(peer, lambda s: 'the clock went back' in s.message, since)
         assert_no_command_in(reports)

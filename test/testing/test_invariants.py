@@ -121,4 +121,3 @@ def test_times_not_strictly_increasing_or_first_point_due():
     t_due = [MIN_LEAD_NS - 1, *t[1:]]
     found = command_violations(_msg(q, v, t_due), NAMES, LIMITS)
     assert [f.rule for f in found] == ['time'] and str(MIN_LEAD_NS) in found[0].detail
-
