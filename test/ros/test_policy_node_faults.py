@@ -367,10 +367,15 @@ def test_sim_time_jumping_back_stops_commands_until_fresh_input(
     try:
         proc.wait_ready()
         peer.wait(lambda: peer.num_commands() > 2, 30.0, 'commands on sim time')
-        # Inputs stop and the clock goes back 900 s: the frames held were received "later".
+        # Inputs stop (every frame in flight received: each input reported stale by its age),
+        # then the clock goes back 900 s: the frames held were received "later".
         since = peer.mark()
         for key in ('rgb', 'depth', 'joints'):
             feeder.put(key, None)
+        peer.wait_report(
+            lambda s: 'older than' in s.message and s.message.count('/sim_policy/') == 3, since
+        )
+        since = peer.mark()
         clock.jump(100.0)
         reports = settled(peer, lambda s: 'the clock went back' in s.message, since)
         assert_no_command_in(reports)
