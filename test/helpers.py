@@ -86,3 +86,129 @@ class PolicyNodeProcess:
                 self.proc.wait(5)
         self._reader.join(5)
         return int(self.proc.returncode)
+
+
+class PolicyNodePeer:
+    """
+    Camera, robot and controller of a policy node under test, in this process (ROS imported late).
+
+    Publishes what :meth:`publish` is given on ``rgb`` / ``depth`` / ``joints`` (``compressed``:
+    ``<rgb>/compressed``), records every command (and the ``/diagnostics`` reports, each with the
+    number of commands received when it arrived); an own ROS context and executor thread.
+    """
+
+    def __init__(
+        self,
+        rgb_topic: str = '/camera/color/image_raw',
+        depth_topic: str = '/camera/depth/image_raw',
+        command_topic: str = '/joint_trajectory_controller/joint_trajectory',
+        status_name: str = 'kinova_policy: policy',
+        joints_topic: str = '/joint_states',
+    ) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CompressedImage, Image, JointState
+        from trajectory_msgs.msg import JointTrajectory
+
+        self.status_name = status_name
+        self.command_topic = command_topic
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('policy_node_peer', context=self.context)
+        n = self.node
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.pubs = {
+            'rgb': n.create_publisher(Image, rgb_topic, qos),
+            'compressed': n.create_publisher(CompressedImage, rgb_topic + '/compressed', qos),
+            'depth': n.create_publisher(Image, depth_topic, qos),
+            'joints': n.create_publisher(JointState, joints_topic, qos),
+        }
+        self.lock = threading.Lock()
+        self.commands: list = []
+        self.diagnostics: list = []  # (DiagnosticStatus, commands received when it arrived)
+        self._command_type = JointTrajectory
+        self._command_sub = self.subscribe_commands()
+        n.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 50)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(n)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def subscribe_commands(self) -> object:
+        """(Re)create the command subscription (reliable, like a trajectory controller)."""
+        return self.node.create_subscription(
+            self._command_type, self.command_topic, self._on_command, 50
+        )
+
+    def drop_command_subscription(self) -> None:
+        """Destroy the command subscription (the controller went away)."""
+        if self._command_sub is not None:
+            self.node.destroy_subscription(self._command_sub)
+            self._command_sub = None
+
+    def _on_command(self, msg: object) -> None:
+        with self.lock:
+            self.commands.append(msg)
+
+    def _on_diag(self, msg: object) -> None:
+        with self.lock:
+            for status in msg.status:  # type: ignore[attr-defined]
+                if status.name == self.status_name:
+                    self.diagnostics.append((status, len(self.commands)))
+
+    def publish(self, key: str, msg: object) -> None:
+        self.pubs[key].publish(msg)
+
+    def num_commands(self) -> int:
+        with self.lock:
+            return len(self.commands)
+
+    def commands_since(self, start: int) -> list:
+        with self.lock:
+            return list(self.commands[start:])
+
+    def mark(self) -> int:
+        with self.lock:
+            return len(self.diagnostics)
+
+    def reports_since(self, since: int) -> list:
+        with self.lock:
+            return list(self.diagnostics[since:])
+
+    def last_message(self) -> str:
+        with self.lock:
+            return self.diagnostics[-1][0].message if self.diagnostics else '(no report)'
+
+    def wait(self, predicate, timeout: float = 20.0, what: str = '') -> None:
+        """Wait for ``predicate()`` (polling); fail naming ``what`` and the last report."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return
+            time.sleep(0.005)
+        assert predicate(), f'{what} not within {timeout} s; last report: {self.last_message()}'
+
+    def wait_report(self, predicate, since: int, timeout: float = 20.0, what: str = '') -> int:
+        """Wait for a report after ``since`` that matches; return the index after it."""
+        found: list[int] = []
+
+        def match() -> bool:
+            with self.lock:
+                for i in range(since, len(self.diagnostics)):
+                    if predicate(self.diagnostics[i][0]):
+                        found.append(i)
+                        return True
+            return False
+
+        self.wait(match, timeout, what or 'a matching report')
+        return found[0] + 1
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self.node.destroy_node()
+        import rclpy
+
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(5)

@@ -4,9 +4,11 @@ from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.data.preprocess import fit_stream
 from kinova_policy_ros.ros.diagnostics import INVALID, RUNNING, STALE, WAITING
 from kinova_policy_ros.ros.inputs import (
+    CLOCK_BACK_TOLERANCE_NS,
     depth_sample,
     InputBuffer,
     JointStateReader,
+    REORDER_WINDOW_NS,
     rgb_sample,
     Sample,
 )
@@ -241,3 +243,75 @@ def test_reset_request_forgets_the_frames_and_is_taken_once():
     assert buf.samples().joints.value is not None  # the joint state is still current
     assert buf.take_reset_request()
     assert not buf.take_reset_request()
+
+
+# ------------------------------------------------------------- order of stamps, clock jumps
+
+
+def _stamped(receipt_ns: int, header_ns: int, q: float = 0.0) -> Sample:
+    return Sample(receipt_ns, Q + q, '', header_ns)
+
+
+def test_a_message_older_than_the_held_one_is_dropped_within_the_window():
+    buf = _filled()
+    assert buf.put_joints(_stamped(10 * S, 5 * S, q=0.1))
+    # reordered: an older stamp received after the newer one (later receipt) is dropped
+    assert not buf.put_joints(_stamped(10 * S + 1, 4 * S, q=0.2))
+    assert buf.dropped == [0, 0, 1]
+    np.testing.assert_array_equal(buf.samples().joints.value, Q + 0.1)
+    # the same stamp again (a duplicate) and unstamped messages are kept
+    assert buf.put_joints(_stamped(10 * S + 2, 5 * S, q=0.3))
+    assert buf.put_joints(_stamped(10 * S + 3, 0, q=0.4))
+    np.testing.assert_array_equal(buf.samples().joints.value, Q + 0.4)
+
+
+def test_an_older_stamp_is_kept_after_the_window_or_when_the_receipt_clock_went_back():
+    buf = _filled()
+    assert buf.put_rgb(_stamped(10 * S, 5 * S))
+    late = 10 * S + REORDER_WINDOW_NS
+    assert not buf.put_rgb(Sample(late, _rgb_array(), '', 1 * S))
+    assert buf.put_rgb(Sample(late + 1, _rgb_array(), '', 1 * S))  # the stream restarted
+    assert buf.put_depth(Sample(10 * S, np.ones((6, 8), np.float32), '', 5 * S))
+    assert buf.put_depth(Sample(3 * S, np.ones((6, 8), np.float32), '', 1 * S))  # clock back
+    assert buf.dropped == [1, 0, 0]
+
+
+def test_a_newer_invalid_message_is_not_replaced_by_an_older_valid_one():
+    buf = _filled()
+    assert buf.put_depth(Sample(10 * S, None, f'{DEPTH_TOPIC}: bad', 5 * S))
+    assert not buf.put_depth(Sample(10 * S + 1, np.ones((6, 8), np.float32), '', 4 * S))
+    assert buf.check(10 * S + 2, 0.2)[0] == INVALID
+
+
+def test_samples_carry_the_header_stamp():
+    msg = _joint_state(list(ARM), Q.tolist())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 7, 5
+    assert JointStateReader(ARM, JOINTS_TOPIC).sample(msg, 9).header_ns == 7 * S + 5
+    bad = _joint_state(list(ARM[:6]), Q[:6].tolist())
+    bad.header.stamp.sec = 3
+    assert JointStateReader(ARM, JOINTS_TOPIC).sample(bad, 9).header_ns == 3 * S
+    image = _image(image_codec.encode_rgb8(_rgb_array()))
+    image.header.stamp.sec = 2
+    assert rgb_sample(image, 1, RGB_TOPIC).header_ns == 2 * S
+    image.encoding = 'nonsense'
+    assert rgb_sample(image, 1, RGB_TOPIC).header_ns == 2 * S
+    depth = _image(image_codec.encode_depth(np.ones((6, 8), np.float32)))
+    depth.header.stamp.sec = 4
+    assert depth_sample(depth, 1, DEPTH_TOPIC).header_ns == 4 * S
+
+
+def test_a_sample_received_after_now_beyond_the_tolerance_is_stale():
+    # use_sim_time and /clock jumped back by 100 s: the frames received before are not fresh.
+    buf = _filled(110 * S)
+    state, detail, obs = buf.check(10 * S, 0.2)
+    assert state == STALE and obs is None
+    assert detail.startswith('received after now (the clock went back): ')
+    assert all(label in detail for label in LABELS) and '100.000 s' in detail
+    # within the tolerance it is not (clock noise); fresh samples after the jump make it run
+    assert buf.check(110 * S - CLOCK_BACK_TOLERANCE_NS, 0.2)[0] == RUNNING
+    for put, value in ((buf.put_rgb, _rgb_array()), (buf.put_depth, np.ones((6, 8), np.float32))):
+        put(Sample(10 * S, value, ''))
+    state, detail, _ = buf.check(10 * S, 0.2)
+    assert state == STALE and detail.endswith(f'{JOINTS_TOPIC} (100.000 s)')
+    buf.put_joints(Sample(10 * S, Q.copy(), ''))
+    assert buf.check(10 * S, 0.2)[0] == RUNNING

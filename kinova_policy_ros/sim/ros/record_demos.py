@@ -11,16 +11,21 @@ without DDS; the messages are the simulator node's, serialized by rclpy (about 0
 per 5 s episode). ``--via-dds`` starts the simulator node, the expert node and a raw-subscription
 recorder and records in real time, like ``ros2 bag record`` next to a robot. One bag per episode:
 ``DIR/episode_<seed>``; ``DIR/episodes.json`` lists seeds, targets and final distances.
+
+SIGINT / SIGTERM stop the recording cleanly (exit code 0, no traceback): the episodes finished
+so far in this process are listed in ``episodes.json`` (the episode in progress is finished
+first); the worker processes of ``--workers`` (which ignore SIGINT: a Ctrl-C to the process
+group is the parent's to handle) are terminated and reaped, so no child outlives the recorder.
 """
 
 import argparse
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 import itertools
 import multiprocessing
 import os
 from pathlib import Path
+import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +36,7 @@ from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
 from kinova_policy_ros.sim.env import Gen3Sim
 from kinova_policy_ros.sim.expert import DemoVariation, ExpertConfig
 from kinova_policy_ros.sim.mjcf import SceneConfig
+from kinova_policy_ros.sim.ros import signals
 from kinova_policy_ros.sim.ros.expert_node import ExpertNode
 from kinova_policy_ros.sim.ros.processes import sim_node_command, stop_process
 from kinova_policy_ros.sim.ros.recorder import (
@@ -65,6 +71,8 @@ def _record_chunk(
     sim = Gen3Sim(options.scene, start_noise=options.start_noise)
     try:
         for seed in seeds:
+            if signals.stop_requested():
+                break
             t0 = time.perf_counter()
             entry = write_expert_episode(
                 sim,
@@ -100,6 +108,9 @@ def record_offline(
     Write one bag per seed into ``out`` without DDS; return the manifest entries (seed order).
 
     ``workers > 1`` splits the seeds over that many spawned processes (one renderer each).
+    After a stop request (:mod:`~kinova_policy_ros.sim.ros.signals`) the episodes finished so far
+    in this process are returned and listed in the manifest (with workers: none; they are
+    terminated and reaped, their finished bags stay in ``out``).
     """
     opts = options or RecordOptions()
     if workers < 1:
@@ -111,13 +122,37 @@ def record_offline(
         episodes = _record_chunk(out_dir, seeds, opts, verbose)
     else:
         chunks = [seeds[i::workers] for i in range(workers) if seeds[i::workers]]
-        ctx = multiprocessing.get_context('spawn')
-        with ProcessPoolExecutor(max_workers=len(chunks), mp_context=ctx) as pool:
-            futures = [pool.submit(_record_chunk, out_dir, c, opts, verbose) for c in chunks]
-            episodes = [e for f in futures for e in f.result()]
+        episodes = _record_in_workers(out_dir, chunks, opts, verbose)
         episodes.sort(key=lambda e: seeds.index(e['seed']))
     write_manifest(out_dir, episodes)
     return episodes
+
+
+def _worker_init() -> None:
+    """Ignore SIGINT in a worker: a Ctrl-C to the process group is the parent's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _record_in_workers(
+    out: Path, chunks: Sequence[Sequence[int]], options: RecordOptions, verbose: bool
+) -> list[dict[str, Any]]:
+    """Record each chunk in a spawned worker; on a stop request terminate them (and reap)."""
+    ctx = multiprocessing.get_context('spawn')
+    pool = ctx.Pool(len(chunks), initializer=_worker_init)
+    try:
+        results = [
+            pool.apply_async(_record_chunk, (out, list(c), options, verbose)) for c in chunks
+        ]
+        while not all(r.ready() for r in results):
+            if signals.stop_requested():
+                pool.terminate()
+                return []
+            results[0].wait(0.1)
+        pool.close()
+        return [e for r in results for e in r.get()]
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 # -- over DDS -------------------------------------------------------------------------------------
@@ -151,6 +186,8 @@ def record_via_dds(
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         for i, seed in enumerate(seeds):
+            if signals.stop_requested():
+                break
             service = '/sim_node/reset_to_seed' if i == 0 else '/sim_node/reset'
             episode = call_trigger(expert, service, timeout=startup_timeout if i == 0 else 10.0)
             if episode['seed'] != seed:
@@ -230,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = list(range(args.seed, args.seed + args.episodes))
     scene = SceneConfig(image_width=args.image_width, image_height=args.image_height)
     t0 = time.perf_counter()
+    previous = signals.install()  # SIGINT / SIGTERM: stop after the episode in progress
     try:
         if args.via_dds:
             episodes = record_via_dds(
@@ -259,6 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KinovaPolicyError as err:
         print(f'record_demos: {err}', file=sys.stderr)
         return 1
+    finally:
+        signals.restore(previous)
+    if signals.stop_requested():
+        print(f'record_demos: stopped; {len(episodes)} episodes finished in {args.out}')
+        return 0
     print(
         f'{len(episodes)} episodes in {args.out} ({time.perf_counter() - t0:.1f} s), expert '
         f'success rate {100 * success_rate(episodes):.0f}%'
