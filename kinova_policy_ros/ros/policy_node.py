@@ -28,13 +28,13 @@ from __future__ import annotations  # Parameter[...] is generic on Kilted only (
 from collections.abc import Sequence
 import signal
 import sys
-import threading
 from typing import Any, TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticArray
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
 from kinova_policy_ros.policy.handover import Planner
 from kinova_policy_ros.policy.safety import map_measured_into_range
+from kinova_policy_ros.ros import STOP
 from kinova_policy_ros.ros.commands import (
     chain_order,
     command_msg,
@@ -393,7 +393,7 @@ def main(args: Sequence[str] | None = None) -> int:
         args=list(args) if args is not None else None,
         signal_handler_options=SignalHandlerOptions.NO,
     )
-    stop = threading.Event()
+    stop = STOP  # set by a signal during the imports already (kinova_policy_ros.ros)
     previous = {
         sig: signal.signal(sig, lambda signum, frame: stop.set())
         for sig in (signal.SIGINT, signal.SIGTERM)
@@ -402,6 +402,8 @@ def main(args: Sequence[str] | None = None) -> int:
     executor: SingleThreadedExecutor | None = None
     rc = 0
     try:
+        if stop.is_set():
+            return 0  # stopped during start-up (finally: shut down, restore the handlers)
         node = PolicyNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)

@@ -117,13 +117,6 @@ def _importing(pid: int) -> bool:
     return '.cpython-' in maps and '_rclpy_pybind11' not in maps
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='policy_node installs its SIGINT/SIGTERM handlers in main(), after the module '
-    'imports (rclpy, numpy, messages): a signal during them is a KeyboardInterrupt traceback '
-    '(SIGINT) or death by the signal (SIGTERM). Fix: install them when the module starts '
-    '(see the report).',
-)
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
 def test_a_stop_signal_while_importing_exits_0_without_traceback(checkpoint: Path, sig: int):
     proc = _start(checkpoint)
