@@ -44,8 +44,9 @@ class PolicyRunner:
         if device.type == 'cpu':
             # NHWC (channels_last) conv weights: oneDNN then runs the frame encoders ~15 %
             # faster on CPU (docs/latency.md); the targets move by ~1e-7 rad (test/policy).
-            for encoder in (model.rgb_enc, model.depth_enc):
-                encoder.to(memory_format=torch.channels_last)
+            for param in (*model.rgb_enc.parameters(), *model.depth_enc.parameters()):
+                if param.dim() == 4:  # conv kernels [out,in,kh,kw]
+                    param.data = param.data.contiguous(memory_format=torch.channels_last)
         self.model = model
         self.info = info
         self.device = device
