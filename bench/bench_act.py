@@ -249,10 +249,14 @@ def main() -> None:
             'command': 'python bench/bench_act.py ' + ' '.join(sys.argv[1:]),
             'model_hw': hw,
             'lerobot': importlib.metadata.version('lerobot'),
-            'act_config': {'chunk_size': 12, 'n_action_steps': 6, 'cameras': ['rgb', 'depth(3ch)'],
-                    'frames_per_tick': 1, 'temporal_ensembling': False},
-            'ours_config': {'obs_horizon': 8, 'pred_horizon': 12, 'action_horizon': 6,
-                     'seed_size': SEED_SIZE, 'frames_encoded_per_tick': 1},
+            'act_config': {
+                'chunk_size': 12, 'n_action_steps': 6, 'cameras': ['rgb', 'depth(3ch)'],
+                'frames_per_tick': 1, 'temporal_ensembling': False,
+            },
+            'ours_config': {
+                'obs_horizon': 8, 'pred_horizon': 12, 'action_horizon': 6,
+                'seed_size': SEED_SIZE, 'frames_encoded_per_tick': 1,
+            },
             'load_average_1_5_15min': os.getloadavg(),
             'parameters': params,
             **stats,
