@@ -5,6 +5,7 @@ Runs the real Trainer on synthetic episodes for a few steps after warm-up. On CU
 trainer uses bf16 autocast.
 
     python bench/bench_train_step.py [--steps 20] [--batch 64] [--device cpu] [--profile full]
+        [--baseline] [--threads N]
 
 ``--profile`` measures a ``make demo`` profile's training recipe (its overrides of
 ``config/train.yaml``) instead of the default configuration.
@@ -22,6 +23,7 @@ from kinova_policy_ros.core.config import load_experiment_config
 from kinova_policy_ros.demo import PROFILES
 from kinova_policy_ros.testing.synthetic import write_episodes
 from kinova_policy_ros.training.train import Trainer
+import torch
 
 
 def main() -> None:
@@ -31,7 +33,11 @@ def main() -> None:
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--workers', type=int, default=0)
     ap.add_argument('--profile', choices=sorted(PROFILES), default=None)
+    ap.add_argument('--baseline', action='store_true', help='Trainer(speedups=False)')
+    ap.add_argument('--threads', type=int, default=0, help='torch.set_num_threads (0: default)')
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     recipe = list(PROFILES[args.profile].train_overrides) if args.profile else []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / 'data'
@@ -52,7 +58,12 @@ def main() -> None:
         )
         t0 = time.perf_counter()
         trainer = Trainer(
-            cfg, data, Path(tmp) / 'run', cache_dir=Path(tmp) / 'cache', progress=False
+            cfg,
+            data,
+            Path(tmp) / 'run',
+            cache_dir=Path(tmp) / 'cache',
+            progress=False,
+            speedups=not args.baseline,
         )
         setup_s = time.perf_counter() - t0
         trainer.run()
@@ -65,6 +76,7 @@ def main() -> None:
             'command': 'python bench/bench_train_step.py ' + ' '.join(sys.argv[1:]),
             'device': str(trainer.device),
             'profile': args.profile,
+            'baseline': args.baseline,
             'batch_size': args.batch,
             'resize_hw': list(cfg.data.resize_hw),
             'samples_per_s_median': sorted(rates)[len(rates) // 2],

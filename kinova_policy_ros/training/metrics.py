@@ -18,6 +18,7 @@ from kinova_policy_ros.data.dataset import KinovaJointDataset
 from kinova_policy_ros.policy.model import TransformerJointGripperNoDQ
 from kinova_policy_ros.training.plots import plot_loss_curve
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
@@ -105,7 +106,16 @@ class Throughput:
         return rate, now - self.t0
 
 
-@torch.no_grad()
+def episode_segments(lengths: npt.NDArray[np.int64], size: int) -> list[tuple[int, int]]:
+    """Cut every episode into segments ``(first sample index, S <= size)``; each sample once."""
+    out, start = [], 0
+    for n in lengths.tolist():
+        out += [(start + t, min(size, n - t)) for t in range(0, n, size)]
+        start += n
+    return out
+
+
+@torch.inference_mode()
 def validate(
     model: TransformerJointGripperNoDQ,
     ds: KinovaJointDataset,
@@ -113,11 +123,33 @@ def validate(
     pred_horizon: int,
     max_samples: int = 2048,
     batch_size: int = 64,
+    shared_frames: bool = True,
 ) -> float:
-    """Mean MSE over (at most ``max_samples``, evenly strided) validation samples."""
+    """
+    Mean MSE over (at most ``max_samples``, evenly strided) validation samples.
+
+    When every sample is evaluated (``len(ds) <= max_samples``) and ``shared_frames``, the
+    samples go in segments of up to ``batch_size`` consecutive windows of an episode, each frame
+    encoded once (as segment batches in training): the same samples and loss up to float
+    rounding, with about ``obs_horizon`` times fewer image encodings.
+    """
     model.eval()
-    idx = np.linspace(0, len(ds) - 1, min(len(ds), max_samples)).round().astype(int)
     total, count = 0.0, 0
+    if shared_frames and len(ds) <= max_samples:
+        for index, size in episode_segments(ds.lengths, batch_size):
+            seg = ds.segment(index, size)
+            pred = model(
+                seg['rgb'][None].to(device),  # [1,L,3,H,W]
+                seg['depth'][None].to(device),
+                seg['q'].to(device),  # [S,K,7]
+                pred_horizon,
+                seg['window_index'].to(device),
+            )
+            gt = seg['gt_joint'].to(device)
+            total += float(F.mse_loss(pred.float(), gt, reduction='sum'))
+            count += gt.numel()
+        return total / max(count, 1)
+    idx = np.linspace(0, len(ds) - 1, min(len(ds), max_samples)).round().astype(int)
     for s in range(0, len(idx), batch_size):
         items = [ds[int(i)] for i in idx[s:s + batch_size]]
         batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}

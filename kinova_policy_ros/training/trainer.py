@@ -42,7 +42,12 @@ from kinova_policy_ros.training.state import (
     restore_training_state,
     resume_checkpoint_path,
 )
-from kinova_policy_ros.training.step import apply_update, prepare_batch, step_loss
+from kinova_policy_ros.training.step import (
+    apply_update,
+    make_optimizer,
+    prepare_batch,
+    step_loss,
+)
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 import yaml
@@ -59,8 +64,11 @@ class Trainer:
         resume: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         progress: bool = True,
+        speedups: bool = True,
     ) -> None:
-        self.cfg, self.out, self.progress = cfg, Path(out), progress
+        # speedups=False: the per-tensor optimizer and clipping loops and the per-window
+        # validation of before (bench/bench_train_profile.py --baseline); the same training.
+        self.cfg, self.out, self.progress, self.speedups = cfg, Path(out), progress, speedups
         tc = cfg.train
         self.d = init_distributed(device_kind(tc.device))
         if (tc.batch_size // tc.windows_per_segment) % self.d.world:
@@ -78,9 +86,7 @@ class Trainer:
         self.eval_model = TransformerJointGripperNoDQ(cfg.model, cfg.data.obs_horizon).to(
             self.device
         )
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay
-        )
+        self.optimizer = make_optimizer(self.model.parameters(), tc, foreach=speedups)
         self.scheduler: LambdaLR = get_scheduler(
             tc.lr_scheduler,
             self.optimizer,
@@ -221,6 +227,7 @@ class Trainer:
                     self.scheduler,
                     self.ema,
                     tc.grad_clip,
+                    foreach=self.speedups,
                 )
                 self.step += 1
                 meter.add(batch['gt_joint'].shape[0] * self.d.world)
@@ -267,7 +274,11 @@ class Trainer:
         if self.d.main:
             self.ema.copy_to(self.eval_model.parameters())
             self.last_val = validate(
-                self.eval_model, self.val_ds, self.device, self.cfg.data.pred_horizon
+                self.eval_model,
+                self.val_ds,
+                self.device,
+                self.cfg.data.pred_horizon,
+                shared_frames=self.speedups,
             )
             row['step'] = self.step
             row['val_loss'] = self.last_val

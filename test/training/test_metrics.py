@@ -10,7 +10,14 @@ from kinova_policy_ros.data.dataset import KinovaJointDataset
 from kinova_policy_ros.policy.model import TransformerJointGripperNoDQ
 from kinova_policy_ros.testing.synthetic import write_episodes
 from kinova_policy_ros.training import metrics
-from kinova_policy_ros.training.metrics import METRIC_FIELDS, MetricsLog, Throughput, validate
+from kinova_policy_ros.training.metrics import (
+    episode_segments,
+    METRIC_FIELDS,
+    MetricsLog,
+    Throughput,
+    validate,
+)
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +118,31 @@ def test_scalars_go_to_tensorboard_when_installed(tmp_path: Path, monkeypatch):
     assert calls == [
         ('open', 'tensorboard'), ('train_loss', 0.5, 5), ('val_loss', 0.25, 5), ('close',)
     ]
+
+
+def test_episode_segments_cover_every_sample_once():
+    segs = episode_segments(np.array([9, 3, 5]), 4)
+    assert segs == [(0, 4), (4, 4), (8, 1), (9, 3), (12, 4), (16, 1)]
+    covered = [i for start, size in segs for i in range(start, start + size)]
+    assert covered == list(range(17))
+
+
+@pytest.mark.parametrize('anchor', [False, True])
+def test_shared_frame_validation_matches_the_per_window_loss(tmp_path: Path, anchor: bool):
+    files = write_episodes(tmp_path / 'episodes', 2, num_frames=11, hw=(16, 20))
+    cfg = DataConfig(
+        resize_hw=(16, 20), obs_horizon=4, pred_horizon=6, action_horizon=3, anchor_frame=anchor
+    )
+    ds = KinovaJointDataset.from_config(files, cfg, cache_dir=tmp_path / 'cache')
+    torch.manual_seed(1)
+    mcfg = ModelConfig(d_model=32, dim_feedforward=64, img_feat_dim=16, q_feat_dim=8)
+    model = TransformerJointGripperNoDQ(mcfg, obs_horizon=4)
+    cpu = torch.device('cpu')
+    per_window = validate(model, ds, cpu, 6, batch_size=4, shared_frames=False)
+    shared = validate(model, ds, cpu, 6, batch_size=4)
+    assert shared == pytest.approx(per_window, rel=1e-5)
+    assert validate(model, ds, cpu, 6, batch_size=64) == pytest.approx(per_window, rel=1e-5)
+    # fewer samples than the dataset: the strided per-window path whatever shared_frames says
+    assert validate(model, ds, cpu, 6, max_samples=3) == validate(
+        model, ds, cpu, 6, max_samples=3, shared_frames=False
+    )

@@ -11,6 +11,7 @@ from kinova_policy_ros.training.step import (
     apply_update,
     augment_images,
     augment_joints,
+    make_optimizer,
     prepare_batch,
     step_loss,
 )
@@ -173,3 +174,24 @@ def test_non_finite_loss_is_refused_before_the_update():
         apply_update(loss, 7, model, opt, sched, ema, grad_clip=0.0)
     assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
     assert ema.optimization_step == 0
+
+
+def test_multi_tensor_optimizer_and_clipping_give_the_same_weights_bit_for_bit():
+    tc = TrainConfig(lr=5e-3, weight_decay=1e-2)
+    runs = []
+    for foreach in (False, True):
+        torch.manual_seed(0)
+        model = TransformerJointGripperNoDQ(SMALL).eval()  # no dropout: the same forward
+        initial = [p.detach().clone() for p in model.parameters()]
+        opt = make_optimizer(model.parameters(), tc, foreach=foreach)
+        assert opt.defaults['foreach'] is foreach
+        assert opt.defaults['lr'] == 5e-3 and opt.defaults['weight_decay'] == 1e-2
+        sched = get_scheduler('constant', opt)
+        ema = EMAModel(model.parameters(), decay=0.9)
+        for step in range(3):
+            loss = step_loss(model, batch(), None, 12, 0.0, torch.autocast('cuda', enabled=False))
+            # a small clip threshold: clipping scales every step's gradients
+            apply_update(loss, step, model, opt, sched, ema, grad_clip=1e-3, foreach=foreach)
+        runs.append([p.detach().clone() for p in model.parameters()] + ema.shadow_params)
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    assert any(not torch.equal(a, b) for a, b in zip(initial, runs[1]))  # it trained
