@@ -1,6 +1,6 @@
 """Small shared helpers for the tests (import as ``from helpers import ...``)."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 import contextlib
 import os
 from pathlib import Path
@@ -21,6 +21,16 @@ def episode_arrays(seed: int = 0, num_frames: int = 12, hw: tuple[int, int] = (1
 
 def small_episode(seed: int = 0, num_frames: int = 12, hw: tuple[int, int] = (16, 20)) -> Episode:
     return make_episode(seed, num_frames, hw)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, period: float = 0.01) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` s pass; return its last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(period)
+    return bool(predicate())
 
 
 def ls(path: Path) -> list[str]:

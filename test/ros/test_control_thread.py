@@ -1,22 +1,13 @@
 """Tests of kinova_policy_ros.ros.control_thread: one step per wake, merged wakes, errors, stop."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 import threading
-import time
 
+from helpers import wait_for
 from kinova_policy_ros.ros.control_thread import ControlThread
 import pytest
 
 DEADLINE_S = 10.0  # generous: only a hung thread gets near it
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = DEADLINE_S) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.001)
-    return predicate()
 
 
 class Steps:

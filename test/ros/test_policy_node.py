@@ -19,11 +19,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from helpers import PolicyNodeProcess as NodeProcess
+from helpers import wait_for
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.policy.handover import MIN_LEAD_NS
@@ -75,15 +75,6 @@ def _small_checkpoint(out: Path, anchor_frame: bool = False) -> Path:
         img_feat_dim=16,
         q_feat_dim=16,
     )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = WAIT, period: float = 0.01) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(period)
-    return bool(predicate())
 
 
 def _image(fields: image_codec.ImageFields) -> Image:

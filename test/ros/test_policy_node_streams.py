@@ -14,10 +14,9 @@ import json
 from pathlib import Path
 import signal
 import threading
-import time
 from typing import Any
 
-from helpers import PolicyNodeProcess
+from helpers import PolicyNodeProcess, wait_for
 from kinova_policy_ros.core import image_codec, kinematics
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.data.preprocess import StreamGeometry
@@ -43,15 +42,6 @@ PRED_HORIZON = 12
 Q_MEAS = np.array([0.1, 0.3, 3.0, -2.2, 0.05, 0.9, 1.5])
 WAIT = 60.0
 WARNING = 'camera streams differ from the training data'
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
 
 
 def _checkpoint(out: Path, rgb_hw: tuple[int, int], depth_hw: tuple[int, int]) -> Path:

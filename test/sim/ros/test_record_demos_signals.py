@@ -7,8 +7,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
+from helpers import wait_for
 import pytest
 
 pytestmark = [pytest.mark.slow]
@@ -33,15 +33,6 @@ def _alive(pid: int) -> bool:
     return state != 'Z'
 
 
-def _wait(predicate, timeout: float = 60.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
-
-
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
 @pytest.mark.parametrize('workers', [2, 1])
 def test_a_stop_signal_during_recording_ends_everything_with_0(
@@ -62,7 +53,7 @@ def test_a_stop_signal_during_recording_ends_everything_with_0(
     reader.start()
     try:
         # Recording: an episode finished (in a worker, with --workers 2).
-        assert _wait(lambda: any(ln.startswith('episode seed=') for ln in lines)), lines
+        assert wait_for(lambda: any(ln.startswith('episode seed=') for ln in lines)), lines
         children = _children(proc.pid)
         if workers > 1:
             assert len(children) >= 2, children  # the pool's workers
@@ -77,7 +68,7 @@ def test_a_stop_signal_during_recording_ends_everything_with_0(
     assert proc.returncode == 0, output
     assert 'Traceback' not in output, output
     assert 'record_demos: stopped; ' in output, output
-    assert _wait(lambda: not any(_alive(c) for c in children), 30.0), (
+    assert wait_for(lambda: not any(_alive(c) for c in children), 30.0), (
         f'children still running: {[c for c in children if _alive(c)]}'
     )
     manifest = json.loads((out / 'episodes.json').read_text())

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from helpers import wait_for
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.ros.messages import duration_msg
@@ -36,15 +37,6 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 pytestmark = [pytest.mark.dds, pytest.mark.slow]
 
 WAIT = 30.0
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class Harness:

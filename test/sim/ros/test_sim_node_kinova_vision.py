@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from helpers import wait_for
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.sim.camera import KINOVA_COLOR_FY, KINOVA_DEPTH_FY, PROFILES
@@ -38,15 +39,6 @@ KEYS: dict[str, type] = {
     'depth_camera_info': CameraInfo,
     'task_state': String,
 }
-
-
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 class Listener:
@@ -94,7 +86,7 @@ def listener() -> Iterator[Listener]:
     )
     h = Listener()
     try:
-        ok = _wait(
+        ok = wait_for(
             lambda: all(len(h.stamps[k]) >= 4 for k in KEYS if k != 'task_state')
             and 'task_state' in h.last,  # a String (no header): its latest message
             90.0,
