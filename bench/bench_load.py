@@ -39,17 +39,16 @@ import threading
 import time
 from typing import Any, IO
 
-from bench_soak import (
-    add_loop_arguments,
-    ClosedLoop,
+from bench_soak import add_loop_arguments, ClosedLoop, Sampler
+from common import (
+    cpu_seconds,
     finite,
+    machine,
     make_demo_checkpoint,
     percentile_ms,
-    Sampler,
     stop_on_signals,
     write_json,
 )
-from common import machine
 from kinova_policy_ros.sim.ros.processes import stop_process
 from kinova_policy_ros.testing.synthetic import write_episodes
 
@@ -65,16 +64,6 @@ DELTAS = (
     'invalid_input_reports',
     'error_reports',
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (s; nan when it is gone)."""
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-    except OSError:
-        return float('nan')
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 class Training:

@@ -39,20 +39,27 @@ from __future__ import annotations
 
 import argparse
 from collections import deque
-import csv
-import io
 import itertools
 import json
 import os
 from pathlib import Path
-import signal
 import sys
 import tempfile
 import threading
 import time
 from typing import Any
 
-from common import machine
+from common import (
+    finite,
+    growth_per_hour,
+    machine,
+    make_demo_checkpoint,
+    percentile_ms,
+    rss_mb,
+    stop_on_signals,
+    write_csv,
+    write_json,
+)
 from diagnostic_msgs.msg import DiagnosticArray
 from kinova_policy_ros.data.schema import atomic_write
 from kinova_policy_ros.ros.commands import MIN_LEAD_NS
@@ -72,7 +79,6 @@ from kinova_policy_ros.sim.ros.processes import (
 )
 from kinova_policy_ros.sim.ros.services import wait_for
 from kinova_policy_ros.testing.dds import claim_domain_id, DomainClaim
-from kinova_policy_ros.testing.synthetic import make_random_checkpoint
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -82,39 +88,9 @@ from trajectory_msgs.msg import JointTrajectory
 
 STARTUP_TIMEOUT_S = 180.0
 SERVICE_TIMEOUT_S = 20.0
-# The demo's model (demo._RECIPE) and rate (15 Hz camera, dt 0.066 s), random weights.
-DEMO_MODEL = {
-    'image_pool': 'spatial_softmax',
-    'keypoint_beta': 5.0,
-    'conv_channels': (32, 64),
-    'conv_norm': 'group',
-    'residual': True,
-    'goal_head': True,
-}
-DEMO_IMAGE_HW = (48, 64)
-DEMO_DT = 0.066
 # As make demo's closed-loop stage: some input age allowed, the full velocity limits.
 POLICY_PARAMS: dict[str, object] = {'max_obs_age_s': 0.5, 'velocity_scale': 1.0}
 COUNTERS = ('plans', 'commands_published', 'points_dropped_for_latency', 'control_overruns')
-
-
-def make_demo_checkpoint(out_dir: Path) -> Path:
-    """Write a random-weight checkpoint of the demo's model size and rate."""
-    return make_random_checkpoint(
-        out_dir, image_hw=DEMO_IMAGE_HW, dt=DEMO_DT, **DEMO_MODEL  # type: ignore[arg-type]
-    )
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory (``VmRSS``) of process ``pid``, MiB (nan when it is gone)."""
-    try:
-        with open(f'/proc/{pid}/status') as f:
-            for line in f:
-                if line.startswith('VmRSS:'):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float('nan')
 
 
 def _report_key(state: str) -> str:
@@ -372,11 +348,6 @@ class ClosedLoop:
                 self.claim.release()
 
 
-def percentile_ms(ages_ns: list[int], q: float) -> float:
-    """Return percentile ``q`` of durations in ns, in ms (nan when there are none)."""
-    return float(np.percentile(np.array(ages_ns) * 1e-6, q)) if ages_ns else float('nan')
-
-
 def _num(values: dict[str, str], key: str) -> float:
     try:
         return float(values[key])
@@ -420,42 +391,6 @@ class Sampler:
         row.update({k: float(v) for k, v in counts.items()})
         row.update({k: _num(diag, k) for k in COUNTERS})
         return row
-
-
-def write_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    """Write the series as CSV, atomically."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows({k: f'{v:.6g}' for k, v in row.items()} for row in rows)
-    atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue()))
-
-
-def write_json(path: Path, result: dict[str, Any]) -> None:
-    """Write ``result`` as JSON (nan as null), atomically."""
-    text = json.dumps(finite(result), indent=1, allow_nan=False)
-    atomic_write(path, lambda tmp: tmp.write_text(text + '\n'))
-
-
-def finite(value: Any) -> Any:
-    """Return ``value`` with every non-finite float (nested too) replaced by None."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
-
-
-def growth_per_hour(t_s: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Slope (per hour) and residual std of a linear fit of the second half of ``y(t)``."""
-    keep = (t_s >= t_s[-1] / 2.0) & np.isfinite(y)
-    if keep.sum() < 3:
-        return float('nan'), float('nan')
-    slope, icept = np.polyfit(t_s[keep], y[keep], 1)
-    residual = y[keep] - (slope * t_s[keep] + icept)
-    return float(slope * 3600.0), float(residual.std())
 
 
 def summarize(rows: list[dict[str, float]], ages_ns: list[int]) -> dict[str, Any]:
@@ -544,12 +479,6 @@ def plot(path: Path, rows: list[dict[str, float]], title: str) -> None:
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=70, format='png'))
     plt.close(fig)
-
-
-def stop_on_signals(stop: threading.Event) -> None:
-    """Make SIGINT and SIGTERM set ``stop`` (a clean end instead of KeyboardInterrupt)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: stop.set())
 
 
 def run_soak(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any]:
