@@ -130,7 +130,8 @@ def measure_phase(
     start = time.monotonic()
     last = first
     while not stop.is_set() and time.monotonic() - start < minutes * 60.0:
-        stop.wait(interval)
+        if stop.wait(interval):
+            break
         loop.check()
         if check is not None:
             check()

@@ -82,6 +82,7 @@ from kinova_policy_ros.testing.dds import claim_domain_id, DomainClaim
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
@@ -310,7 +311,9 @@ class ClosedLoop:
         os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.processes.start()
-        rclpy.init(context=self.context)
+        # Ctrl-C is this script's (stop_on_signals), not rclpy's: its handler would shut the
+        # context down under the running executor and the loop would carry on.
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         harness = self.harness = LoopHarness(context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(harness)
@@ -494,7 +497,8 @@ def run_soak(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any]:
             sampler = Sampler(loop)
             deadline = time.monotonic() + args.minutes * 60.0
             while not stop.is_set() and time.monotonic() < deadline:
-                stop.wait(min(args.interval, max(0.0, deadline - time.monotonic())))
+                if stop.wait(min(args.interval, max(0.0, deadline - time.monotonic()))):
+                    break  # Ctrl-C: the nodes may have got it too, no liveness check
                 loop.check()
                 rows.append(sampler.sample())
                 write_csv(out / 'soak.csv', rows)
