@@ -62,7 +62,7 @@ from common import (
 )
 from diagnostic_msgs.msg import DiagnosticArray
 from kinova_policy_ros.data.schema import atomic_write
-from kinova_policy_ros.ros.commands import MIN_LEAD_NS
+from kinova_policy_ros.policy.handover import MIN_LEAD_NS
 from kinova_policy_ros.ros.diagnostics import FAULT_STATES
 from kinova_policy_ros.sim.ros.eval_episode import (
     reset_policy,

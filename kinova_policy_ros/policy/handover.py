@@ -62,8 +62,14 @@ IntArray = npt.NDArray[np.int64]
 
 HANDOVER_MODES = ('rest', 'lookahead', 'splice', 'ensemble', 'spline')
 
-MIN_LEAD_NS = 1_000_000
-"""A point must lie at least this far in the future when the command is published."""
+MIN_LEAD_NS = 10_000_000
+"""
+A point must lie at least this far in the future when the plan is made.
+
+The margin also covers bounding, building and publishing the command and its DDS delivery
+(p99 ~5 ms, up to 13 ms, on a loaded 2-core machine: ``bench/bench_load.py``), so that no
+command arrives after its first point was due.
+"""
 
 _KEEP_PREDICTIONS = 8
 """Predictions kept for ``ensemble`` (older ones no longer cover the future at any horizon)."""

@@ -7,7 +7,7 @@ with ``joint_names`` and ``points``, each point with ``positions``, ``velocities
 :class:`Violation` (empty: the command is safe): names and count, finite values, position
 limits, speed from point to point (and from the measured position, when given) within
 ``velocity x velocity_scale``, velocities within that bound and 0 at the last point, strictly
-increasing ``time_from_start`` with the first point at least 1 ms ahead.
+increasing ``time_from_start`` with the first point at least ``MIN_LEAD_NS`` (10 ms) ahead.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kinova_policy_ros.core.stamps import SecNanosec, stamp_to_ns
+from kinova_policy_ros.policy.handover import MIN_LEAD_NS
 from kinova_policy_ros.policy.safety import CommandLimits
 import numpy as np
 import numpy.typing as npt
@@ -29,9 +30,6 @@ __all__ = [
     'Violation',
     'command_violations',
 ]
-
-MIN_LEAD_NS = 1_000_000
-"""The first point lies at least this far after the command's start (its arrival)."""
 
 RULES = ('names', 'shape', 'finite', 'limits', 'speed', 'velocity', 'rest', 'time')
 """The rule of each :class:`Violation`, in the order they are checked."""
