@@ -369,14 +369,22 @@ def limit_acceleration(
     first_reach = reach[0] + a_tau[0]
     u_prev = np.minimum(np.maximum(v_start, -first_reach), first_reach)
     brake = _Braking(accel, limits.lower, limits.upper)
+    # Far from every limit (farther than the whole command can travel plus a full stop), the
+    # braking bound cannot bind: skip it.
+    travel = vmax * float(np.sum(steps))
+    stop = (vmax + accel * float(np.max(steps))) ** 2 / (2 * accel)
+    room = np.minimum(limits.upper - start, start - limits.lower)
+    near = bool(np.any(room <= travel + stop))
     prev = start.copy()
     out = np.empty_like(positions)
     for i in range(num):
         want = (positions[i] - prev) / steps[i]
         lo = np.maximum(u_prev - a_tau[i], -reach[i])
         hi = np.minimum(u_prev + a_tau[i], reach[i])
-        up, down = brake.speeds(prev, float(steps[i]))
-        u = np.minimum(np.maximum(np.minimum(np.maximum(want, lo), hi), -down), up)
+        u = np.minimum(np.maximum(want, lo), hi)
+        if near:
+            up, down = brake.speeds(prev, float(steps[i]))
+            u = np.minimum(np.maximum(u, -down), up)
         prev = prev + u * steps[i]
         out[i] = prev
         u_prev = u
