@@ -261,17 +261,17 @@ class Planner:
         window = unwrapped[first:][: times_ns.shape[0]].copy()
         abs_ns = start_ns + times_ns
         previous = self.running(start_ns)
-        v_start = None if previous is None else previous.sample(start_ns)[1]
+        running_state = None if previous is None else previous.sample(start_ns)
+        v_start = None if running_state is None else running_state[1]
         if self.config.mode == 'splice' and previous is not None:
             window = self._splice(window, abs_ns, previous)
         elif self.config.mode == 'ensemble':
             window = self._ensemble(window, abs_ns)
         elif self.config.mode == 'spline':
-            if previous is None:
+            if running_state is None:
                 p0, v0 = prev_start(q, self.limits), np.zeros_like(q)
             else:
-                p0, v0 = previous.sample(start_ns)
-                p0 = self._near(p0, window[0])
+                p0, v0 = self._near(running_state[0], window[0]), running_state[1]
             window = fit_anchored_polynomial(
                 np.asarray(times_ns * 1e-9, dtype=np.float64),
                 window,

@@ -13,6 +13,7 @@ checkpoint's training order).
 """
 
 from dataclasses import dataclass, field
+import math
 
 from kinova_policy_ros.core import kinematics
 from kinova_policy_ros.core.errors import UnsafeCommandError
@@ -282,15 +283,17 @@ def bound_trajectory(
     p = unwrap_continuous(p, q, limits.continuous)
     # 3. position limits.
     p = np.clip(p, limits.lower, limits.upper)
-    # 4. velocity bound, relative to the previous point.
+    # 4. velocity bound, relative to the previous point (with acceleration limits step 5 bounds
+    # every segment speed by vmax itself).
     vmax = limits.max_velocity
-    prev = prev_start(q, limits)
-    for i in range(num):
-        step = vmax * steps[i]
-        p[i] = np.clip(p[i], prev - step, prev + step)
-        prev = p[i]
+    if not limits.bounds_acceleration:
+        prev = prev_start(q, limits)
+        for i in range(num):
+            step = vmax * steps[i]
+            p[i] = np.clip(p[i], prev - step, prev + step)
+            prev = p[i]
     # 5. acceleration bound (re-integrates the positions from the start).
-    if limits.bounds_acceleration:
+    else:
         v0 = np.zeros(n) if v_start is None else np.array(v_start, dtype=np.float64)
         if v0.shape != (n,) or not np.all(np.isfinite(v0)):
             raise UnsafeCommandError(f'start velocity: expected [{n}] finite values, got {v0}')
@@ -368,13 +371,13 @@ def limit_acceleration(
         reach[i] = np.minimum(vmax, reach[i + 1] + a_tau[i + 1])
     first_reach = reach[0] + a_tau[0]
     u_prev = np.minimum(np.maximum(v_start, -first_reach), first_reach)
-    brake = _Braking(accel, limits.lower, limits.upper)
-    # Far from every limit (farther than the whole command can travel plus a full stop), the
-    # braking bound cannot bind: skip it.
+    # Joints that can reach a position limit within the command (its whole travel plus a full
+    # stop); the braking bound is computed for those only (often none or one).
     travel = vmax * float(np.sum(steps))
-    stop = (vmax + accel * float(np.max(steps))) ** 2 / (2 * accel)
+    with np.errstate(invalid='ignore'):  # inf / inf for joints without an acceleration bound
+        stop = (vmax + accel * float(np.max(steps))) ** 2 / (2 * accel)
     room = np.minimum(limits.upper - start, start - limits.lower)
-    near = bool(np.any(room <= travel + stop))
+    near = [int(j) for j in np.flatnonzero((room <= travel + stop) & np.isfinite(accel))]
     prev = start.copy()
     out = np.empty_like(positions)
     for i in range(num):
@@ -382,39 +385,34 @@ def limit_acceleration(
         lo = np.maximum(u_prev - a_tau[i], -reach[i])
         hi = np.minimum(u_prev + a_tau[i], reach[i])
         u = np.minimum(np.maximum(want, lo), hi)
-        if near:
-            up, down = brake.speeds(prev, float(steps[i]))
-            u = np.minimum(np.maximum(u, -down), up)
+        for j in near:
+            up, down = _braking_speeds(
+                float(accel[j]), float(limits.upper[j] - prev[j]),
+                float(prev[j] - limits.lower[j]), float(steps[i]),
+            )  # fmt: skip
+            u[j] = min(max(float(u[j]), -down), up)
         prev = prev + u * steps[i]
         out[i] = prev
         u_prev = u
     return out
 
 
-class _Braking:
+def _braking_speeds(
+    accel: float, room_up: float, room_down: float, step: float
+) -> tuple[float, float]:
     """
-    The segment speeds towards each position limit from which a joint still stops before it.
+    Return the largest segment speeds ``(up, down)`` from which a joint still stops in time.
 
     Segments of ``step`` s, each slower by ``a·step``, cover at most ``u²/(2a) + u·step/2 +
     a·step²/8 = (u + a·step/2)² / (2a)`` from segment speed ``u`` to rest: the largest ``u``
-    with that within the room left, and never past the limit within the segment itself.
-    Joints without an acceleration bound or position limit get ``inf``.
+    with that within the room left to the limit, and never past the limit within the segment
+    itself.
     """
-
-    _BIG = 1e9  # rad: a finite stand-in for "no limit" inside the square root
-
-    def __init__(self, accel: FloatArray, lower: FloatArray, upper: FloatArray) -> None:
-        self.bounded = np.isfinite(accel)
-        self.accel = np.where(self.bounded, accel, 0.0)
-        self.lower = lower
-        self.upper = upper
-
-    def speeds(self, q: FloatArray, step: float) -> tuple[FloatArray, FloatArray]:
-        """Return the largest speeds ``(up, down) [J]`` of a segment of ``step`` s from ``q``."""
-        room = np.maximum(np.stack([self.upper - q, q - self.lower]), 0.0)  # [2, J]
-        within = np.sqrt(2 * self.accel * np.minimum(room, self._BIG)) - self.accel * step / 2
-        speed = np.minimum(room / step, np.where(self.bounded, np.maximum(within, 0.0), np.inf))
-        return speed[0], speed[1]
+    speeds = []
+    for room in (max(room_up, 0.0), max(room_down, 0.0)):
+        within = math.sqrt(2 * accel * room) - accel * step / 2
+        speeds.append(min(room / step, max(within, 0.0)))
+    return speeds[0], speeds[1]
 
 
 def _require_finite(arr: FloatArray, what: str, limits: CommandLimits) -> None:
