@@ -57,6 +57,13 @@ class Profile:
     recovery_fraction: float = 0.0
     pause_fraction: float = 0.0
 
+    @property
+    def train_steps(self) -> int | None:
+        """Return ``train.num_steps`` of the overrides (None when they do not set it)."""
+        key = 'train.num_steps='
+        steps = [o.removeprefix(key) for o in self.train_overrides if o.startswith(key)]
+        return int(steps[-1]) if steps else None
+
 
 # Training measures (see README "What the demo needs"): small input images, keypoint
 # (spatial-softmax) image features, joint-history dropout and noise so the policy has to look at
@@ -224,10 +231,15 @@ def report_table(
     demonstrations: int,
     episodes: int,
     total_s: float,
+    train_steps: int | None = None,
 ) -> dict[str, str]:
     """Return the report's figures: closed-loop summary ``s``, offline errors, counts, time."""
     return {
-        'success within 3 cm': f'{s["success_3cm"]:.0%} of {s["episodes"]}',
+        'success within 3 cm': (
+            f'{s["success_3cm"]:.0%} of {s["episodes"]} ({demonstrations} demonstrations, '
+            f'{train_steps if train_steps is not None else "n/a"} training steps, '
+            f'{total_s / 60:.1f} min)'
+        ),
         'success within 5 cm': f'{s["success_5cm"]:.0%} of {s["episodes"]}',
         'success within 3 cm / 5 cm at the flange': (
             f'{fmt(s.get("success_3cm_flange"), 1, ".0%")} / '
@@ -308,7 +320,9 @@ def run(
 
     stage('5/5 report')
     s = closed['summary']
-    table = report_table(s, offline, len(bags), len(episodes), timings['total'])
+    table = report_table(
+        s, offline, len(bags), len(episodes), timings['total'], profile.train_steps
+    )
     summary: DemoSummary = {
         'profile': profile.name,
         'camera_profile': camera_profile,

@@ -92,9 +92,9 @@ def test_report_table_formats_every_figure():
         'time_to_target_median_s': 4.5,
     }
     offline = {'mae_rad_per_step': [0.01, 0.02, 0.05]}
-    table = demo.report_table(closed, offline, 150, 148, 750.0)
+    table = demo.report_table(closed, offline, 150, 148, 750.0, 1000)
     assert table == {
-        'success within 3 cm': '70% of 10',
+        'success within 3 cm': '70% of 10 (150 demonstrations, 1000 training steps, 12.5 min)',
         'success within 5 cm': '90% of 10',
         'success within 3 cm / 5 cm at the flange': 'n/a / n/a',  # not in this summary
         'final distance, median / mean': '2.1 / n/a cm',
@@ -116,7 +116,11 @@ def test_report_table_has_the_flange_figures_next_to_the_tcp_ones():
         'latency_p99_ms': None,
     }
     table = demo.report_table(closed, {'mae_rad_per_step': [0.01]}, 4, 4, 60.0)
-    assert table['success within 3 cm'] == '75% of 4'
+    assert table['success within 3 cm'] == (
+        '75% of 4 (4 demonstrations, n/a training steps, 1.0 min)'
+    )
+    assert demo.PROFILES['default'].train_steps == 1000
+    assert demo.PROFILES['full'].train_steps == 24000
     assert table['success within 3 cm / 5 cm at the flange'] == '0% / 25%'
 
 
