@@ -35,6 +35,7 @@ observation, ``elapsed_ns`` (inference) before ``start_ns``.
 from collections import deque
 from dataclasses import dataclass
 
+from kinova_policy_ros.core import kinematics
 from kinova_policy_ros.core.errors import UnsafeCommandError
 from kinova_policy_ros.policy.safety import (
     bound_trajectory,
@@ -256,7 +257,6 @@ class Planner:
         horizon = p.shape[0]
         count = self.config.points(horizon, self.action_horizon)
         first, times_ns = retime_window(horizon, self.dt, start_ns - obs_ns, count, MIN_LEAD_NS)
-        due_ns = obs_ns + np.round((np.arange(horizon) + 1.0) * self.dt * 1e9).astype(np.int64)
         unwrapped = unwrap_continuous(p, q, self.limits.continuous)
         window = unwrapped[first:][: times_ns.shape[0]].copy()
         abs_ns = start_ns + times_ns
@@ -280,7 +280,9 @@ class Planner:
                 self.config.spline_degree,
             )
         positions, velocities = bound_trajectory(window, q, times_ns * 1e-9, self.limits, v_start)
-        self._predictions.append((due_ns, unwrapped))
+        if self.config.mode == 'ensemble':  # the only mode that reads earlier predictions
+            due_ns = obs_ns + np.round((np.arange(horizon) + 1.0) * self.dt * 1e9).astype(np.int64)
+            self._predictions.append((due_ns, unwrapped))
         self.last = PublishedPlan(
             start_ns=int(start_ns),
             q_start=prev_start(q, self.limits),
@@ -306,8 +308,7 @@ class Planner:
 
     def _near(self, value: FloatArray, ref: FloatArray) -> FloatArray:
         """Return ``value`` with continuous joints moved to the 2π-equivalent nearest ``ref``."""
-        out = unwrap_continuous(value[None, :], ref, self.limits.continuous)
-        return np.asarray(out[0], dtype=np.float64)
+        return kinematics.nearest_equivalent(value, ref, self.limits.continuous)
 
     def _ensemble(self, window: FloatArray, abs_ns: IntArray) -> FloatArray:
         """Average ``window`` with the earlier predictions covering each point (oldest first)."""

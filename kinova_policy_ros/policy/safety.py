@@ -286,8 +286,9 @@ def bound_trajectory(
     # 4. velocity bound, relative to the previous point (with acceleration limits step 5 bounds
     # every segment speed by vmax itself).
     vmax = limits.max_velocity
+    start = prev_start(q, limits)
     if not limits.bounds_acceleration:
-        prev = prev_start(q, limits)
+        prev = start
         for i in range(num):
             step = vmax * steps[i]
             p[i] = np.clip(p[i], prev - step, prev + step)
@@ -297,11 +298,10 @@ def bound_trajectory(
         v0 = np.zeros(n) if v_start is None else np.array(v_start, dtype=np.float64)
         if v0.shape != (n,) or not np.all(np.isfinite(v0)):
             raise UnsafeCommandError(f'start velocity: expected [{n}] finite values, got {v0}')
-        p = limit_acceleration(p, prev_start(q, limits), steps, v0, limits)
+        p = limit_acceleration(p, start, steps, v0, limits)
     # Limits again (only matters when the measured position is outside them).
     p = np.clip(p, limits.lower, limits.upper)
     # 6. velocities: central differences through (0, q_start), last point at rest.
-    start = prev_start(q, limits)
     pos_ext = np.vstack([start[None, :], p])
     t_ext = np.concatenate([[0.0], t])
     v = np.zeros_like(p)
