@@ -64,6 +64,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from kinova_policy_ros.data.schema import atomic_write
 from kinova_policy_ros.policy.handover import MIN_LEAD_NS
 from kinova_policy_ros.ros.diagnostics import FAULT_STATES
+from kinova_policy_ros.sim.ros.dds_eval import wait_until_ready
 from kinova_policy_ros.sim.ros.eval_episode import (
     reset_policy,
     reset_simulator,
@@ -77,7 +78,7 @@ from kinova_policy_ros.sim.ros.processes import (
     ProcessGroup,
     sim_command,
 )
-from kinova_policy_ros.sim.ros.services import wait_for
+from kinova_policy_ros.sim.ros.sim_node import task_state_from_msg
 from kinova_policy_ros.testing.dds import claim_domain_id, DomainClaim
 import numpy as np
 import rclpy
@@ -130,9 +131,8 @@ class LoopHarness(EvalRecorder):
             self.joint_states_seen += 1
 
     def _on_task(self, msg: String) -> None:
-        try:
-            state = dict(json.loads(msg.data))
-        except (ValueError, TypeError):
+        state = task_state_from_msg(msg)
+        if state is None:
             return
         with self._lock:
             self.last_task = state
@@ -319,18 +319,7 @@ class ClosedLoop:
         self.executor.add_node(harness)
         self.spinner = threading.Thread(target=self.executor.spin, daemon=True)
         self.spinner.start()
-
-        def ready() -> bool:
-            self.processes.check_alive()
-            diag = harness.last_diag
-            return (
-                harness.joint_states_seen > 0
-                and harness.last_task is not None
-                and diag is not None
-                and diag[1].get('state') == 'disabled'
-            )
-
-        wait_for(ready, STARTUP_TIMEOUT_S, f'sim_node and policy_node (logs in {self.out_dir})')
+        wait_until_ready(harness, self.processes, self.out_dir, STARTUP_TIMEOUT_S)
         self.episodes = EpisodeLoop(harness, self.processes, self.episode_s, self.stop)
         self.episodes.start()
 

@@ -109,6 +109,7 @@ __all__ = [
     'ros_param_arg',
     'sim_command',
     'summarize',
+    'wait_until_ready',
     'write_results',
 ]
 
@@ -173,7 +174,12 @@ def _node_processes(setup: _Setup) -> ProcessGroup:
     return ProcessGroup([sim, policy])
 
 
-def _wait_until_ready(recorder: EvalRecorder, processes: ProcessGroup, out_dir: Path) -> None:
+def wait_until_ready(
+    recorder: EvalRecorder,
+    processes: ProcessGroup,
+    out_dir: Path,
+    timeout_s: float = STARTUP_TIMEOUT_S,
+) -> None:
     """Wait for joint states, a task state and the policy node's ``disabled`` report."""
 
     def ready() -> bool:
@@ -186,7 +192,7 @@ def _wait_until_ready(recorder: EvalRecorder, processes: ProcessGroup, out_dir: 
             and diag[1].get('state') == 'disabled'
         )
 
-    wait_for(ready, STARTUP_TIMEOUT_S, f'sim_node and policy_node to come up (logs in {out_dir})')
+    wait_for(ready, timeout_s, f'sim_node and policy_node to come up (logs in {out_dir})')
 
 
 @dataclass
@@ -219,7 +225,7 @@ def _run_episodes(
                 f'(logs in {setup.out_dir})',
                 flush=True,
             )
-        _wait_until_ready(recorder, processes, setup.out_dir)
+        wait_until_ready(recorder, processes, setup.out_dir)
         run.startup_s = time.monotonic() - started
         for index, seed in enumerate(setup.seeds):
             result = run_episode(recorder, seed, setup.episode, processes.check_alive)

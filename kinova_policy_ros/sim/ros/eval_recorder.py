@@ -7,7 +7,6 @@ It subscribes to ``/joint_states`` (mapped by name), the commands on
 with its receipt time on this node's clock (system time, like the nodes' stamps).
 """
 
-import json
 import threading
 from typing import Any, TypedDict
 
@@ -16,7 +15,7 @@ from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.ros.messages import now_ns
 from kinova_policy_ros.ros.node_params import NODE_NAME as POLICY_NODE_NAME
 from kinova_policy_ros.sim.eval_metrics import JointSample
-from kinova_policy_ros.sim.ros.sim_node import DEFAULT_TOPICS
+from kinova_policy_ros.sim.ros.sim_node import DEFAULT_TOPICS, task_state_from_msg
 from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -129,9 +128,8 @@ class EvalRecorder(Node):
             self.predicted += 1
 
     def _on_task(self, msg: String) -> None:
-        try:
-            state = dict(json.loads(msg.data))
-        except (ValueError, TypeError):
+        state = task_state_from_msg(msg)
+        if state is None:
             return
         with self._lock:
             self.tasks.append((self.now_ns(), state))

@@ -162,6 +162,14 @@ def task_state_msg(state: dict[str, Any]) -> String:
     return String(data=json.dumps(state, sort_keys=True))
 
 
+def task_state_from_msg(msg: String) -> dict[str, Any] | None:
+    """Return the task state of a ``task_state_msg`` (None when it is not a JSON object)."""
+    try:
+        return dict(json.loads(msg.data))
+    except (ValueError, TypeError):
+        return None
+
+
 def plan_to_msg(plan: JointPlan, stamp_ns: int = 0) -> JointTrajectory:
     """Multi-point JointTrajectory (positions + velocities) of an expert plan."""
     msg = JointTrajectory()

@@ -281,3 +281,11 @@ def test_bad_parameters_exit_with_a_message(param: str, message: str):
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert message in proc.stderr
+
+
+def test_task_state_message_round_trip():
+    state = {'episode': 3, 'distance': 0.25, 'target': [0.5, 0.0, 0.1]}
+    msg = sim_node.task_state_msg(state)
+    assert sim_node.task_state_from_msg(msg) == state
+    assert sim_node.task_state_from_msg(type(msg)(data='not json')) is None
+    assert sim_node.task_state_from_msg(type(msg)(data='[1, 2]')) is None  # not an object
