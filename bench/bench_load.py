@@ -39,7 +39,7 @@ import threading
 import time
 from typing import Any, IO
 
-from bench_soak import add_loop_arguments, ClosedLoop, Sampler
+from closed_loop_harness import add_loop_arguments, ClosedLoop, Sampler
 from common import (
     cpu_seconds,
     finite,
