@@ -198,6 +198,7 @@ def _progress(row: dict[str, float]) -> str:
         f'overruns {row["control_overruns"]:.0f}  episodes {row["episodes"]:.0f}'
     )
 
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--minutes', type=float, default=30.0)
