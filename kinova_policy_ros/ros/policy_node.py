@@ -26,7 +26,6 @@ Run: ``ros2 run kinova_policy_ros policy_node --ros-args -p checkpoint:=<dir>`` 
 from __future__ import annotations  # Parameter[...] is generic on Kilted only (Jazzy: not)
 
 from collections.abc import Sequence
-import signal
 import sys
 from typing import Any, TYPE_CHECKING
 
@@ -34,7 +33,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
 from kinova_policy_ros.policy.handover import Planner
 from kinova_policy_ros.policy.safety import map_measured_into_range
-from kinova_policy_ros.ros import STOP
+from kinova_policy_ros.ros import signals
 from kinova_policy_ros.ros.commands import (
     chain_order,
     command_msg,
@@ -393,21 +392,17 @@ def main(args: Sequence[str] | None = None) -> int:
         args=list(args) if args is not None else None,
         signal_handler_options=SignalHandlerOptions.NO,
     )
-    stop = STOP  # set by a signal during the imports already (kinova_policy_ros.ros)
-    previous = {
-        sig: signal.signal(sig, lambda signum, frame: stop.set())
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    previous = signals.install()  # a signal during the imports is a stop request already
     node: PolicyNode | None = None
     executor: SingleThreadedExecutor | None = None
     rc = 0
     try:
-        if stop.is_set():
+        if signals.stop_requested():
             return 0  # stopped during start-up (finally: shut down, restore the handlers)
         node = PolicyNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
+        while not signals.stop_requested() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -422,8 +417,7 @@ def main(args: Sequence[str] | None = None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.restore(previous)
     return rc
 
 

@@ -4,7 +4,7 @@ Run a node until SIGINT or SIGTERM and exit cleanly: exit code 0, no traceback.
 The ros2/examples pattern (catch ``KeyboardInterrupt`` / ``ExternalShutdownException``, destroy
 the node and ``try_shutdown`` in ``finally``) with one change that removes the race behind
 ``RCLError: the given context is not valid``: rclpy's signal handlers are off
-(``SignalHandlerOptions.NO``); SIGINT and SIGTERM set a stop flag (``sim.ros.signals``) that the
+(``SignalHandlerOptions.NO``); SIGINT and SIGTERM set a stop flag (``ros.signals``) that the
 spin loop checks between callbacks, so the context is shut down only after the executor has
 stopped using it. A stop requested during start-up (imports, node construction) ends the
 process as soon as the node is built, also with code 0.
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import sys
 
 from kinova_policy_ros.core.errors import KinovaPolicyError
-from kinova_policy_ros.sim.ros import signals
+from kinova_policy_ros.ros import signals
 import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor

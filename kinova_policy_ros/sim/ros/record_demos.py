@@ -33,10 +33,10 @@ import time
 from typing import Any
 
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
+from kinova_policy_ros.ros import signals
 from kinova_policy_ros.sim.env import Gen3Sim
 from kinova_policy_ros.sim.expert import DemoVariation, ExpertConfig
 from kinova_policy_ros.sim.mjcf import SceneConfig
-from kinova_policy_ros.sim.ros import signals
 from kinova_policy_ros.sim.ros.expert_node import ExpertNode
 from kinova_policy_ros.sim.ros.processes import sim_node_command, stop_process
 from kinova_policy_ros.sim.ros.recorder import (
@@ -108,7 +108,7 @@ def record_offline(
     Write one bag per seed into ``out`` without DDS; return the manifest entries (seed order).
 
     ``workers > 1`` splits the seeds over that many spawned processes (one renderer each).
-    After a stop request (:mod:`~kinova_policy_ros.sim.ros.signals`) the episodes finished so far
+    After a stop request (:mod:`~kinova_policy_ros.ros.signals`) the episodes finished so far
     in this process are returned and listed in the manifest (with workers: none; they are
     terminated and reaped, their finished bags stay in ``out``).
     """

@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from kinova_policy_ros.sim.ros import signals
+from kinova_policy_ros.ros import signals
 
 
 def test_entry_points_are_recognised_by_module_or_script_name():

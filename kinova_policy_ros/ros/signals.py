@@ -3,14 +3,17 @@ Stop requests by SIGINT / SIGTERM, recorded as a flag instead of raised into run
 
 rclpy's own handlers shut the context down from the signal handler while the executor may be
 building its wait set, which then fails with ``RCLError: the given context is not valid`` (a
-traceback and exit code 1 at the end of ``make demo``). The simulator's node processes instead
-record the request here and leave their spin loop between callbacks (``node_runner``); the
-context is shut down afterwards, by the main thread.
+traceback and exit code 1 at the end of ``make demo``). The project's node processes (the
+policy node, the simulator's nodes) and ``record_demos`` instead record the request here and
+leave their loops between callbacks or episodes; the context is shut down afterwards, by the
+main thread.
 
 The handlers go in as early as possible: when the process was started as one of the node
-entry points (``python -m kinova_policy_ros.sim.ros.sim_node``, ``sim_node``, ``sim_expert``),
-importing ``kinova_policy_ros.sim.ros`` installs them, before MuJoCo, numpy and rclpy are
-imported, so a signal during start-up is a stop request too. Standard library only.
+entry points (:data:`ENTRY_POINTS`: ``python -m kinova_policy_ros.ros.policy_node``,
+``policy_node``, ``python -m kinova_policy_ros.sim.ros.sim_node``, ``sim_node``, ``sim_expert``,
+...), importing ``kinova_policy_ros.ros`` or ``kinova_policy_ros.sim.ros`` installs them, before
+torch, MuJoCo, numpy and rclpy are imported, so a signal during start-up is a stop request too.
+Standard library only.
 """
 
 from collections.abc import Callable, Sequence
@@ -23,6 +26,8 @@ from types import FrameType
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ENTRY_POINTS = frozenset(
     {
+        'kinova_policy_ros.ros.policy_node',
+        'policy_node',
         'kinova_policy_ros.sim.ros.sim_node',
         'kinova_policy_ros.sim.ros.expert_node',
         'sim_node',
