@@ -199,6 +199,10 @@ class ModelConfig:
     norm_first: bool = False
     #: Add the goal head (a training aid for ``train.aux_goal_weight``; unused online).
     goal_head: bool = False
+    #: What the head predicts: 'joint' (joint targets, the seed design) or 'task' (per step an
+    #: end-effector displacement [6] and a null-space motion [7], turned into joint targets
+    #: through the damped Jacobian of the newest joints; the output stays joint targets).
+    action_space: str = 'joint'
 
     def __post_init__(self) -> None:
         self.conv_channels = tuple(self.conv_channels)
@@ -241,6 +245,26 @@ class ModelConfig:
             self.max_pred_horizon >= 1, 'model.max_pred_horizon', self.max_pred_horizon, '>= 1'
         )
         _require(self.num_joints >= 1, 'model.num_joints', self.num_joints, 'must be >= 1')
+        _require(
+            self.action_space in ('joint', 'task'),
+            'model.action_space',
+            self.action_space,
+            "must be 'joint' or 'task'",
+        )
+        if self.action_space == 'task':
+            _require(
+                self.num_joints == 7,
+                'model.num_joints',
+                self.num_joints,
+                'must be 7 with model.action_space=task (the Gen3 kinematics)',
+            )
+            _require(
+                not self.residual,
+                'model.residual',
+                self.residual,
+                'must be false with model.action_space=task (its targets are already a change '
+                'from the newest joints)',
+            )
         widths = ('d_model', 'dim_feedforward', 'img_feat_dim', 'q_feat_dim')
         _at_most(self, 'model', widths, MAX_WIDTH)
         _at_most(self, 'model', ('num_encoder_layers', 'num_decoder_layers'), MAX_LAYERS)

@@ -159,8 +159,10 @@ def _origin_matrix(origin: JointOrigin) -> FloatArray:
     return t
 
 
-_ORIGINS: FloatArray = np.stack([_origin_matrix(o) for o in URDF_CHAIN])  # [7, 4, 4]
-_EE_ORIGIN: FloatArray = _origin_matrix(END_EFFECTOR_ORIGIN)
+ORIGIN_MATRICES: FloatArray = np.stack([_origin_matrix(o) for o in URDF_CHAIN])  # [7, 4, 4]
+"""Homogeneous origin of each joint of ``URDF_CHAIN`` in its parent (the chain's constants)."""
+EE_ORIGIN_MATRIX: FloatArray = _origin_matrix(END_EFFECTOR_ORIGIN)
+"""Homogeneous origin of ``end_effector_link`` in ``bracelet_link``."""
 
 
 def _as_joints(q: npt.ArrayLike, name: str = 'q') -> FloatArray:
@@ -196,10 +198,10 @@ def joint_frames(q: npt.ArrayLike) -> FloatArray:
     frames = np.empty((*qa.shape[:-1], 8, 4, 4))
     t = np.broadcast_to(np.eye(4), (*qa.shape[:-1], 4, 4))
     for i in range(NUM_JOINTS):
-        t = t @ _ORIGINS[i]
+        t = t @ ORIGIN_MATRICES[i]
         frames[..., i, :, :] = t
         t = t @ rz[..., i, :, :]
-    frames[..., 7, :, :] = t @ _EE_ORIGIN
+    frames[..., 7, :, :] = t @ EE_ORIGIN_MATRIX
     return frames
 
 

@@ -250,6 +250,10 @@ def load_checkpoint(
     check_weight_shapes(info.path, info)  # before the model is allocated
     model = TransformerJointGripperNoDQ(info.model, obs_horizon=info.data.obs_horizon)
     load_weights(info.path, model)
+    try:
+        model.set_joint_normalization(info.stats.q.center, info.stats.q.scale, info.joint_names)
+    except ValueError as exc:
+        raise CheckpointError(f'{info.path / CONFIG_FILE}: {exc}') from None
     return model.to(device).eval(), info
 
 

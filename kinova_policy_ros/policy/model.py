@@ -10,14 +10,22 @@ Layout (docs/model.md; names kept from the original design notes)::
     learned queries [T_max,D][:T] (+ positional encoding) -> TransformerDecoder(tgt, memory)
     -> head MLP -> tanh -> pred_joint [B,T,7] in [-1, 1]
 
+With ``action_space: task`` the head predicts, per step, an end-effector displacement [6] and a
+null-space motion [7]; :class:`TaskSpaceJoints` turns them into joint targets through the damped
+Jacobian of the newest joints (the output is the same ``pred_joint``).
+
 The per-frame encoders see one frame at a time, so :meth:`encode_frames` turns frames into
 tokens independently and :meth:`decode_tokens` runs the transformer on a window of tokens: an
 online controller encodes only the newest frame per step and keeps the older tokens.
 """
 
 import math
+from typing import Sequence
 
+from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.config import ModelConfig
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -116,6 +124,117 @@ class PositionalEncoding(nn.Module):
         return x + self.pe[:x.shape[1]][None]  # [B,L,D] + [1,L,D]
 
 
+def gen3_jacobian(
+    q: torch.Tensor, origins: torch.Tensor, ee_origin: torch.Tensor
+) -> torch.Tensor:
+    """
+    Geometric Jacobian of ``end_effector_link`` [B,6,7] at joint positions ``q`` [B,7] (rad).
+
+    The same chain and convention as ``kinematics.jacobian`` (rows 0-2 linear, 3-5 angular
+    velocity, in ``base_link``), batched in torch; ``origins`` [7,4,4] and ``ee_origin`` [4,4]
+    are ``kinematics.ORIGIN_MATRICES`` and ``kinematics.EE_ORIGIN_MATRIX``.
+    """
+    b = q.shape[0]
+    c, s = torch.cos(q), torch.sin(q)  # [B,7]
+    o, z = torch.ones_like(c), torch.zeros_like(c)
+    rz = torch.stack(
+        [c, -s, z, z, s, c, z, z, z, z, o, z, z, z, z, o], dim=-1
+    ).view(b, 7, 4, 4)  # [B,7,16] -> [B,7,4,4]
+    t = torch.eye(4, dtype=q.dtype, device=q.device).expand(b, 4, 4)
+    axes, points = [], []
+    for i in range(7):
+        t = t @ origins[i]
+        axes.append(t[:, :3, 2])
+        points.append(t[:, :3, 3])
+        t = t @ rz[:, i]
+    p_ee = (t @ ee_origin)[:, :3, 3]  # [B,3]
+    axis = torch.stack(axes, dim=1)  # [B,7,3]
+    lever = p_ee[:, None] - torch.stack(points, dim=1)  # [B,1,3] - [B,7,3]
+    linear = torch.linalg.cross(axis, lever, dim=-1)  # [B,7,3]
+    return torch.cat([linear, axis], dim=-1).transpose(1, 2)  # [B,7,6] -> [B,6,7]
+
+
+class TaskSpaceJoints(nn.Module):
+    """
+    Turn per-step end-effector displacements into normalized joint targets (``action_space:
+    task``).
+
+    For each of the T steps the head gives ``x`` [6] (displacement of ``end_effector_link`` from
+    the newest pose: metres × ``POS_UNIT`` and rad × ``ROT_UNIT``, base frame) and ``n`` [7]
+    (joint motion × ``NULL_UNIT`` rad, projected on the Jacobian's null space); the target is
+    ``q + J⁺ x + (I - J⁺J) n`` with the damped pseudo-inverse ``J⁺ = Jᵀ(JJᵀ + λ²I)⁻¹`` at the
+    newest joints ``q``. Reaching a place in the image is then a displacement, as the goal head
+    learns it, instead of an inverse kinematics the network has to learn. The joint
+    normalization (the checkpoint's stats) is needed to go between normalized joints and
+    radians: :meth:`set_joint_normalization`; a model without it raises.
+    """
+
+    POS_UNIT = 0.1
+    ROT_UNIT = 0.5
+    NULL_UNIT = 0.2
+    DAMPING = 0.05
+
+    origins: torch.Tensor
+    ee_origin: torch.Tensor
+    center: torch.Tensor
+    scale: torch.Tensor
+    unit: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer(
+            'origins', torch.tensor(kin.ORIGIN_MATRICES, dtype=torch.float32), persistent=False
+        )
+        self.register_buffer(
+            'ee_origin', torch.tensor(kin.EE_ORIGIN_MATRIX, dtype=torch.float32), persistent=False
+        )
+        # Not part of the weights: set from the checkpoint's stats (NaN = not set).
+        self.register_buffer('center', torch.full((7,), math.nan), persistent=False)
+        self.register_buffer('scale', torch.full((7,), math.nan), persistent=False)
+        unit = [self.POS_UNIT] * 3 + [self.ROT_UNIT] * 3 + [self.NULL_UNIT] * 7
+        self.register_buffer('unit', torch.tensor(unit), persistent=False)
+
+    def set_joint_normalization(
+        self,
+        center: npt.ArrayLike,
+        scale: npt.ArrayLike,
+        joint_names: Sequence[str] = kin.JOINT_NAMES,
+    ) -> None:
+        """Set ``normalized = (rad - center) * scale`` of the 7 Gen3 joints (``JointNormalizer``)."""
+        if tuple(joint_names) != kin.JOINT_NAMES:
+            raise ValueError(
+                f'model.action_space=task needs the Gen3 joints {list(kin.JOINT_NAMES)} in this '
+                f'order, got joint_names {list(joint_names)}'
+            )
+        c = np.asarray(center, dtype=np.float64)
+        k = np.asarray(scale, dtype=np.float64)
+        if c.shape != (7,) or k.shape != (7,) or not (np.isfinite(c).all() and (k > 0).all()):
+            raise ValueError(
+                f'joint normalization: center {c.tolist()} and scale {k.tolist()} must be 7 '
+                'finite values, scale > 0'
+            )
+        self.center.copy_(torch.from_numpy(c))
+        self.scale.copy_(torch.from_numpy(k))
+
+    def forward(self, out: torch.Tensor, q_last: torch.Tensor) -> torch.Tensor:
+        """Head output [B,T,13] and newest normalized joints [B,7] -> targets [B,T,7] in [-1, 1]."""
+        if not bool(torch.isfinite(self.scale).all()):
+            raise ValueError(
+                'model.action_space=task: the joint normalization (stats q_min/q_max) was not '
+                'set on the model (set_joint_normalization)'
+            )
+        q = q_last.float() / self.scale + self.center  # [B,7] rad
+        jac = gen3_jacobian(q, self.origins, self.ee_origin)  # [B,6,7]
+        damped = jac @ jac.transpose(1, 2) + self.DAMPING**2 * torch.eye(
+            6, dtype=jac.dtype, device=jac.device
+        )  # [B,6,6]
+        pinv = torch.linalg.solve(damped, jac).transpose(1, 2)  # [B,7,6] = Jᵀ(JJᵀ+λ²I)⁻¹
+        null = torch.eye(7, dtype=jac.dtype, device=jac.device) - pinv @ jac  # [B,7,7]
+        step = out.float() * self.unit  # [B,T,13]
+        d_rad = step[..., :6] @ pinv.transpose(1, 2) + step[..., 6:] @ null.transpose(1, 2)
+        return (q_last[:, None] + d_rad * self.scale).clamp(-1.0, 1.0)  # [B,T,7]
+
+
 class TransformerJointGripperNoDQ(nn.Module):
     """Transformer encoder-decoder from observation tokens to future normalized joint targets."""
 
@@ -144,12 +263,25 @@ class TransformerJointGripperNoDQ(nn.Module):
             norm_first=cfg.norm_first,
         )
         self.decoder = nn.TransformerDecoder(dec_layer, cfg.num_decoder_layers)
-        self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, cfg.num_joints))
+        task = cfg.action_space == 'task'
+        head_out = 6 + cfg.num_joints if task else cfg.num_joints
+        self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, head_out))
+        self.task_space: TaskSpaceJoints | None = TaskSpaceJoints() if task else None
         # Optional training aid: predicts where the end effector ends the episode, from the
         # newest token of the encoder memory (not used to control the robot).
         self.goal_head: nn.Module | None = (
             nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 3)) if cfg.goal_head else None
         )
+
+    def set_joint_normalization(
+        self,
+        center: npt.ArrayLike,
+        scale: npt.ArrayLike,
+        joint_names: Sequence[str] = kin.JOINT_NAMES,
+    ) -> None:
+        """Give a task-space model the joint normalization of its checkpoint (no-op otherwise)."""
+        if self.task_space is not None:
+            self.task_space.set_joint_normalization(center, scale, joint_names)
 
     def encode_frames(
         self, rgb: torch.Tensor, depth: torch.Tensor, q: torch.Tensor
@@ -208,7 +340,11 @@ class TransformerJointGripperNoDQ(nn.Module):
         memory = self.encoder(self.pos_enc(tokens))  # [B,K,D]
         tgt = self.queries[:pred_horizon][None].expand(b, -1, -1)  # [T,D] -> [B,T,D]
         h = self.decoder(self.pos_enc(tgt), memory)  # [B,T,D]
-        out = self.head(h)  # [B,T,7]
+        out = self.head(h)  # [B,T,7], or [B,T,13] in task space
+        if self.task_space is not None:
+            if q_last is None:
+                raise ValueError('a task-space model needs q_last, the newest joint positions')
+            return self.task_space(out, q_last), memory  # [B,T,7], [B,K,D]
         if self.cfg.residual:
             if q_last is None:
                 raise ValueError('a residual model needs q_last, the newest joint positions')

@@ -86,6 +86,11 @@ class Trainer:
         self.eval_model = TransformerJointGripperNoDQ(cfg.model, cfg.data.obs_horizon).to(
             self.device
         )
+        q_norm = self.stats.q
+        for model in (self.model, self.eval_model):
+            model.set_joint_normalization(
+                q_norm.center, q_norm.scale, self.train_ds.joint_names
+            )
         self.optimizer = make_optimizer(self.model.parameters(), tc, foreach=speedups)
         self.scheduler: LambdaLR = get_scheduler(
             tc.lr_scheduler,

@@ -105,3 +105,15 @@ def test_dataclasses_validate_directly():
         'piecewise_constant',
     }
     assert TrainConfig(lr_scheduler='piecewise_constant', lr_step_rules='1:10,0.1').lr > 0
+
+
+def test_task_action_space_is_validated():
+    from kinova_policy_ros.core.config import ModelConfig
+
+    assert ModelConfig(action_space='task').action_space == 'task'
+    with pytest.raises(ConfigError, match='model.action_space'):
+        ModelConfig(action_space='cartesian')
+    with pytest.raises(ConfigError, match='model.residual'):
+        ModelConfig(action_space='task', residual=True)
+    with pytest.raises(ConfigError, match='model.num_joints'):
+        ModelConfig(action_space='task', num_joints=6)

@@ -141,3 +141,68 @@ def test_keypoint_temperature_and_pre_norm_options():
     rgb, depth, q = golden_inputs()
     with torch.no_grad():
         assert model(rgb, depth, q, 12).shape == (2, 12, 7)
+
+
+TASK = ModelConfig(**{**SMALL.__dict__, 'action_space': 'task'})
+
+
+def test_gen3_jacobian_equals_the_kinematics_module():
+    import numpy as np
+
+    from kinova_policy_ros.core import kinematics as kin
+    from kinova_policy_ros.policy.model import gen3_jacobian
+
+    q = np.random.default_rng(3).uniform(-3.0, 3.0, (6, 7))
+    jac = gen3_jacobian(
+        torch.tensor(q),
+        torch.tensor(kin.ORIGIN_MATRICES),
+        torch.tensor(kin.EE_ORIGIN_MATRIX),
+    ).numpy()  # [6,6,7]
+    for i in range(len(q)):
+        assert np.allclose(jac[i], kin.jacobian(q[i]), atol=1e-12)
+
+
+def test_task_space_head_moves_the_end_effector_by_the_displacement():
+    import numpy as np
+
+    from kinova_policy_ros.core import kinematics as kin
+    from kinova_policy_ros.policy.model import TaskSpaceJoints
+
+    layer = TaskSpaceJoints()
+    scale = np.full(7, 0.5)
+    layer.set_joint_normalization(kin.HOME, scale)  # HOME <-> normalized 0
+    out = torch.zeros(1, 4, 13)
+    out[0, 0, 0] = 0.1  # +1 cm in x (POS_UNIT 0.1 m)
+    out[0, 1, 1] = -0.2  # -2 cm in y
+    out[0, 2, 2] = 0.1  # +1 cm in z
+    out[0, 3, 6:] = 0.25  # null-space motion only (0.05 rad a joint)
+    with torch.no_grad():
+        target = layer(out, torch.zeros(1, 7))[0].double().numpy() / scale + kin.HOME  # [4,7]
+    moved = kin.fk(target)[0] - kin.fk(kin.HOME)[0]  # [4,3] m
+    expected = np.array([[0.01, 0, 0], [0, -0.02, 0], [0, 0, 0.01], [0, 0, 0]])
+    # The damping (λ = 0.05) shortens a step by a few per cent; a wrong axis or sign is cm off.
+    assert np.allclose(moved, expected, atol=0.002), moved
+    assert not np.allclose(target[3], kin.HOME, atol=1e-3)  # the joints did move
+
+
+def test_task_space_model_needs_its_joint_normalization():
+    import numpy as np
+
+    model = TransformerJointGripperNoDQ(TASK).eval()
+    rgb, depth, q = golden_inputs()
+    with torch.no_grad(), pytest.raises(ValueError, match='joint normalization'):
+        model(rgb, depth, q, 12)
+    with pytest.raises(ValueError, match='needs the Gen3 joints'):
+        model.set_joint_normalization(np.zeros(7), np.ones(7), [f'j{i}' for i in range(7)])
+    with pytest.raises(ValueError, match='scale > 0'):
+        model.set_joint_normalization(np.zeros(7), np.zeros(7))
+    model.set_joint_normalization(np.zeros(7), np.full(7, 0.3))
+    with torch.no_grad():
+        out = model(rgb, depth, q, 12)
+        tokens = model.encode_frames(rgb[0], depth[0], q[0])[None]
+        with pytest.raises(ValueError, match='needs q_last'):
+            model.decode_tokens(tokens, 12)
+    assert out.shape == (2, 12, 7) and bool(((out >= -1) & (out <= 1)).all())
+    assert model.head[2].out_features == 13
+    # The normalization is not a weight: the checkpoint's stats set it on every load.
+    assert not any('center' in k or 'scale' in k for k in model.state_dict())
