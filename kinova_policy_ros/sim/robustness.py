@@ -138,7 +138,10 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     denom = 1.0 + z2 / n
     centre = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1.0 - p) / n + z2 / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # exactly 0 (1) at no failures (successes): centre - half is 0 only up to rounding
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
 
 
 class ShiftResult(TypedDict):
@@ -224,8 +227,6 @@ def evaluate_shifts(
     seed with the checkpoint's ``PolicyRunner``; ``progress`` gets each shift's result as it is
     done. Same seeds, same numbers (the loop is deterministic).
     """
-    from kinova_policy_ros.policy.inference import PolicyRunner
-
     seeds = [int(s) for s in seeds]
     if not seeds or min(seeds) < 0:
         raise ConfigError(f'evaluate_shifts: seeds {seeds!r} must be >= 0 and not empty')
@@ -233,6 +234,8 @@ def evaluate_shifts(
         raise ConfigError(f'evaluate_shifts: duration_s must be > 0, got {duration_s!r}')
     chosen = resolve_shifts(shifts)
     base_scene = base if base is not None else camera_profile(PROFILE).scene()
+    from kinova_policy_ros.policy.inference import PolicyRunner  # torch: only when evaluating
+
     runner = PolicyRunner.from_checkpoint(checkpoint, device=device)
     results: list[ShiftResult] = []
     for shift in chosen:
