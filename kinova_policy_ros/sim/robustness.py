@@ -81,7 +81,7 @@ _SHIFT_LIST = (
     ),
     Shift(
         'light_side',
-        'key light from the +y side, 31 deg above the table (nominal: from above, behind)',
+        'key light from the +y side, 31 deg above the table (nominal: from above, +x +y)',
         lambda s: replace(s, light_dir=(0.0, -1.0, -0.6)),
     ),
     Shift(
