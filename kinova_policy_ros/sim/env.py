@@ -2,7 +2,9 @@
 ``Gen3Sim``: the simulated Kinova Gen3 reaching scene, pure Python + MuJoCo (no ROS).
 
 One episode = one seed: the seed fixes the start pose (Gen3 "home" plus a small uniform
-perturbation) and the position and yaw of the red target cube on the table. Physics runs at
+perturbation) and the position and yaw of the red target cube on the table (and, with
+``SceneConfig.distractor``, those of the distractor, from a random stream of its own so the rest
+of the episode is the same with and without it). Physics runs at
 ``SceneConfig.physics_dt``; ``step`` holds one joint command for a given duration.
 
 Joint angles are reported the way the Kortex driver reports them: wrapped to [-π, π) for the
@@ -62,14 +64,60 @@ def intrinsics_from_fovy(width: int, height: int, fovy_deg: float) -> FloatArray
     return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
 
 
+DISTRACTOR_STREAM = 0x64697374
+"""Second entropy word of the distractor's random stream (``default_rng([seed, this])``)."""
+DISTRACTOR_TRIES = 1000
+
+
 @dataclass(frozen=True)
 class EpisodeSpec:
-    """What a seed fixes: the start joint positions, the target position and yaw."""
+    """
+    What a seed fixes: the start joint positions, the target position and yaw.
+
+    ``distractor`` is the centre of the distractor object (``None`` without one), with its yaw.
+    """
 
     seed: int
     q0: FloatArray
     target: FloatArray
     target_yaw: float
+    distractor: FloatArray | None = None
+    distractor_yaw: float = 0.0
+
+
+def min_distractor_distance(scene: SceneConfig) -> float:
+    """
+    Least distance (m, on the table) of the distractor's centre from the target's.
+
+    The two footprints' circumscribed circles plus ``distractor_clearance``: the objects never
+    overlap, whatever their yaw.
+    """
+    return float(
+        np.sqrt(2.0) * (scene.cube_half_size + scene.distractor_half_size)
+        + scene.distractor_clearance
+    )
+
+
+def draw_distractor(seed: int, scene: SceneConfig, target: FloatArray) -> tuple[FloatArray, float]:
+    """
+    Draw the distractor of episode ``seed``: ``(centre, yaw)``, a deterministic function of it.
+
+    Uniform in the target region ``target_x`` x ``target_y`` (rejection sampling) at least
+    :func:`min_distractor_distance` from ``target``; its own random stream, so the target and
+    the start pose do not depend on it. ConfigError when the region has no room for it.
+    """
+    rng = np.random.default_rng([seed, DISTRACTOR_STREAM])
+    least = min_distractor_distance(scene)
+    for _ in range(DISTRACTOR_TRIES):
+        x = rng.uniform(*scene.target_x)
+        y = rng.uniform(*scene.target_y)
+        if np.hypot(x - target[0], y - target[1]) >= least:
+            yaw = float(rng.uniform(-np.pi / 4, np.pi / 4))
+            return np.array([x, y, scene.table_height + scene.distractor_half_size]), yaw
+    raise ConfigError(
+        f'SceneConfig.distractor: no place {least:.3f} m from the target {target[:2].tolist()} '
+        f'in target_x {scene.target_x} x target_y {scene.target_y} (seed {seed})'
+    )
 
 
 def episode_spec(seed: int, scene: SceneConfig, start_noise: float) -> EpisodeSpec:
@@ -83,7 +131,10 @@ def episode_spec(seed: int, scene: SceneConfig, start_noise: float) -> EpisodeSp
     noise = rng.uniform(-start_noise, start_noise, size=kin.NUM_JOINTS)
     q0 = kin.clip_to_limits(kin.HOME + noise, margin=0.05)
     target = np.array([x, y, scene.table_height + scene.cube_half_size])
-    return EpisodeSpec(seed=seed, q0=q0, target=target, target_yaw=yaw)
+    if scene.distractor == 'none':
+        return EpisodeSpec(seed=seed, q0=q0, target=target, target_yaw=yaw)
+    where, turn = draw_distractor(seed, scene, target)
+    return EpisodeSpec(seed, q0, target, yaw, distractor=where, distractor_yaw=turn)
 
 
 class Gen3Sim:
@@ -128,6 +179,9 @@ class Gen3Sim:
         self._ee_site = self.model.site('end_effector').id
         self._camera = self.model.camera('rgbd').id
         self._depth_camera = self.model.camera('depth').id
+        self._distractor = -1  # mocap index of the distractor body (-1: none)
+        if self.scene.distractor != 'none':
+            self._distractor = int(self.model.body('distractor').mocapid[0])
         self._ff_gain = self.scene.kv / self.scene.kp
         self._renderer: mujoco.Renderer | None = None
         self._depth_renderer: mujoco.Renderer | None = None
@@ -152,6 +206,10 @@ class Gen3Sim:
         self.data.mocap_pos[0] = spec.target
         half = spec.target_yaw / 2
         self.data.mocap_quat[0] = [np.cos(half), 0.0, 0.0, np.sin(half)]
+        if spec.distractor is not None:
+            self.data.mocap_pos[self._distractor] = spec.distractor
+            half = spec.distractor_yaw / 2
+            self.data.mocap_quat[self._distractor] = [np.cos(half), 0.0, 0.0, np.sin(half)]
         self._ref = spec.q0.copy()
         self.data.ctrl[:] = spec.q0
         mujoco.mj_forward(self.model, self.data)
@@ -251,6 +309,13 @@ class Gen3Sim:
     def target_position(self) -> FloatArray:
         """Centre of the target cube in ``base_link``, m."""
         pos: FloatArray = np.array(self.data.mocap_pos[0], dtype=np.float64)
+        return pos - [0.0, 0.0, self.scene.table_height]
+
+    def distractor_position(self) -> FloatArray | None:
+        """Centre of the distractor in ``base_link`` (m), ``None`` without one (never a target)."""
+        if self._distractor < 0:
+            return None
+        pos: FloatArray = np.array(self.data.mocap_pos[self._distractor], dtype=np.float64)
         return pos - [0.0, 0.0, self.scene.table_height]
 
     def tcp_position(self) -> FloatArray:

@@ -9,15 +9,29 @@ position actuator. The arm does not collide with anything (the task is reaching,
 gravity is off (the real Gen3 compensates it in firmware). Shadows and offscreen multisampling are
 off: on a CPU renderer (llvmpipe) shadows cost ~20x and 4x MSAA ~2.5x the render time of a
 128x96 RGB + depth frame (bench/bench_sim.py).
+
+The scene can be shifted the way a real cell differs from it (docs/robustness.md): the light
+intensity and direction, a camera mounting offset, the cube size and colour, and a distractor
+object on the table. Every default reproduces the nominal scene exactly.
 """
 
 from dataclasses import dataclass
+import math
 
 from kinova_policy_ros.core import kinematics as kin
+from kinova_policy_ros.core.errors import ConfigError
 import numpy as np
 import numpy.typing as npt
 
 Vec3 = tuple[float, float, float]
+Rgba = tuple[float, float, float, float]
+
+CUBE_RGBA: Rgba = (0.85, 0.08, 0.08, 1.0)
+"""Colour of the target cube (red)."""
+LIGHT_DIR: Vec3 = (-0.3, -0.3, -1.0)
+"""Direction of the scene's directional key light (base_link frame)."""
+DISTRACTOR_SHAPES = ('none', 'box', 'cylinder')
+"""Values of ``SceneConfig.distractor``: ``none`` (no distractor) or its geometry."""
 
 TCP_OFFSET_2F85 = 0.1086
 """
@@ -43,6 +57,19 @@ class SceneConfig:
     ``tcp_offset`` is the tool centre point between the fingertips, metres along the z axis of
     ``end_effector_link`` (default: the Robotiq 2F-85, ``TCP_OFFSET_2F85``).
     Targets are drawn uniformly in ``target_x`` x ``target_y`` on the table top.
+
+    Shifts (docs/robustness.md; the defaults are the nominal scene): ``light_scale`` multiplies
+    the intensity of every light (the headlight's ambient, diffuse and specular, the key light's
+    diffuse), ``light_dir`` is the direction of the directional key light. The camera mounting
+    offset moves both cameras (colour and depth share the pose): ``camera_offset_m`` is added to
+    ``camera_pos`` (base_link frame, m), ``camera_offset_deg`` rotates the camera about the axes
+    of its ROS optical frame (x right, y down, z forward), degrees, applied in that order
+    (intrinsic x-y-z): x tilts the view (pitch), y pans it (yaw), z rolls it. ``cube_half_size``
+    and ``cube_rgba`` are the target cube's (its centre is the target, ``half size`` above the
+    table). ``distractor`` (``none``, ``box`` or ``cylinder``) adds a second object of colour
+    ``distractor_rgba`` and half size ``distractor_half_size`` at a seeded place on the table
+    (``env.episode_spec``), at least ``distractor_clearance`` m from the target cube's edge; it is
+    never the target and never counts for success.
     """
 
     image_width: int = 128
@@ -65,6 +92,44 @@ class SceneConfig:
     depth_fovy_deg: float | None = None
     depth_frame_id: str | None = None
     tcp_offset: float = TCP_OFFSET_2F85
+    light_scale: float = 1.0
+    light_dir: Vec3 = LIGHT_DIR
+    camera_offset_m: Vec3 = (0.0, 0.0, 0.0)
+    camera_offset_deg: Vec3 = (0.0, 0.0, 0.0)
+    cube_rgba: Rgba = CUBE_RGBA
+    distractor: str = 'none'
+    distractor_rgba: Rgba = (0.1, 0.3, 0.85, 1.0)
+    distractor_half_size: float = 0.03
+    distractor_clearance: float = 0.03
+
+    def __post_init__(self) -> None:
+        """Validate the shift options (ConfigError naming the field and the value)."""
+        _check_positive('cube_half_size', self.cube_half_size)
+        _check_positive('light_scale', self.light_scale)
+        _check_vector('light_dir', self.light_dir, 3)
+        if not self.light_dir[2] < 0:
+            raise ConfigError(
+                f'SceneConfig.light_dir: {self.light_dir!r} must point down (z < 0)'
+            )
+        _check_vector('camera_offset_m', self.camera_offset_m, 3, bound=0.5)
+        _check_vector('camera_offset_deg', self.camera_offset_deg, 3, bound=45.0)
+        for name in ('cube_rgba', 'distractor_rgba'):
+            rgba = getattr(self, name)
+            _check_vector(name, rgba, 4)
+            if not all(0.0 <= v <= 1.0 for v in rgba) or not rgba[3] > 0:
+                raise ConfigError(
+                    f'SceneConfig.{name}: {rgba!r} must be 4 values in [0, 1], alpha > 0'
+                )
+        if self.distractor not in DISTRACTOR_SHAPES:
+            raise ConfigError(
+                f'SceneConfig.distractor: {self.distractor!r} is not one of '
+                f'{list(DISTRACTOR_SHAPES)}'
+            )
+        _check_positive('distractor_half_size', self.distractor_half_size)
+        if not (math.isfinite(self.distractor_clearance) and self.distractor_clearance >= 0):
+            raise ConfigError(
+                f'SceneConfig.distractor_clearance: {self.distractor_clearance!r} must be >= 0'
+            )
 
     @property
     def depth_size(self) -> tuple[int, int]:
@@ -95,6 +160,25 @@ class SceneConfig:
         return 2.0 * self.joint_armature * self.tracking_bandwidth
 
 
+def _check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ConfigError(f'SceneConfig.{name}: {value!r} must be a finite number > 0')
+
+
+def _check_vector(name: str, value: object, size: int, bound: float | None = None) -> None:
+    """Require ``size`` finite numbers (each of magnitude <= ``bound`` when given)."""
+    ok = (
+        isinstance(value, tuple | list)
+        and len(value) == size
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in value)
+    )
+    if not ok:
+        raise ConfigError(f'SceneConfig.{name}: {value!r} must be {size} finite numbers')
+    assert isinstance(value, tuple | list)
+    if bound is not None and max(abs(v) for v in value) > bound:
+        raise ConfigError(f'SceneConfig.{name}: {value!r} exceeds {bound:g} in magnitude')
+
+
 def _quat_from_matrix(r: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Return the unit quaternion (w, x, y, z) of a rotation matrix (MuJoCo's order)."""
     return np.roll(kin.matrix_to_quaternion(r), 1)
@@ -104,11 +188,38 @@ def _fmt(values: npt.ArrayLike) -> str:
     return ' '.join(f'{float(v):.9g}' for v in np.ravel(values))
 
 
+def optical_rotation(degrees: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """
+    Rotation ``[3, 3]`` of a camera mounting offset in its ROS optical frame.
+
+    ``degrees`` = (about x, about y, about z) of the optical frame (x right, y down, z forward),
+    applied in that order (intrinsic): ``Rx @ Ry @ Rz``.
+    """
+    ax, ay, az = np.deg2rad(np.asarray(degrees, dtype=np.float64))
+    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]])
+    ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
+    rz = np.array([[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]])
+    rot: npt.NDArray[np.float64] = rx @ ry @ rz
+    return rot
+
+
+def camera_position(config: SceneConfig) -> npt.NDArray[np.float64]:
+    """Position of both cameras: ``camera_pos`` plus the mounting offset ``camera_offset_m``."""
+    pos = np.asarray(config.camera_pos, dtype=np.float64)
+    if any(config.camera_offset_m):
+        pos = pos + np.asarray(config.camera_offset_m, dtype=np.float64)
+    return pos
+
+
 def camera_axes(config: SceneConfig) -> npt.NDArray[np.float64]:
     """
     Rotation ``[3, 3]`` whose columns are the MuJoCo camera x (right), y (up), z (backward).
 
-    MuJoCo cameras look along their -z axis; ROS optical frames look along +z with y down.
+    MuJoCo cameras look along their -z axis; ROS optical frames look along +z with y down. The
+    nominal camera looks from ``camera_pos`` at ``camera_lookat`` with a level x axis; the
+    mounting offset ``camera_offset_deg`` then rotates it about its optical axes
+    (:func:`optical_rotation`).
     """
     pos = np.asarray(config.camera_pos, dtype=np.float64)
     forward = np.asarray(config.camera_lookat, dtype=np.float64) - pos
@@ -116,7 +227,11 @@ def camera_axes(config: SceneConfig) -> npt.NDArray[np.float64]:
     right = np.cross(forward, [0.0, 0.0, 1.0])
     right /= np.linalg.norm(right)
     up = np.cross(right, forward)
-    return np.stack([right, up, -forward], axis=1)
+    axes = np.stack([right, up, -forward], axis=1)
+    if any(config.camera_offset_deg):
+        flip = np.diag([1.0, -1.0, -1.0])  # MuJoCo camera axes <-> ROS optical axes
+        axes = axes @ flip @ optical_rotation(config.camera_offset_deg) @ flip
+    return axes
 
 
 def _arm_xml(config: SceneConfig) -> str:
@@ -166,11 +281,26 @@ def _arm_xml(config: SceneConfig) -> str:
     return '\n'.join(opened) + '\n' + gripper + '\n' + '</body>\n' * len(chain)
 
 
+def _distractor_xml(cfg: SceneConfig) -> str:
+    """Return the distractor's mocap body (placed by ``Gen3Sim.reset``), '' without one."""
+    if cfg.distractor == 'none':
+        return ''
+    h = cfg.distractor_half_size
+    size = _fmt([h] * 3) if cfg.distractor == 'box' else _fmt([h, h])
+    return f"""
+    <body name="distractor" mocap="true" pos="0.5 0.4 {cfg.table_height + h:.6g}">
+      <geom name="distractor_geom" type="{cfg.distractor}" size="{size}"
+        rgba="{_fmt(cfg.distractor_rgba)}"/>
+    </body>"""
+
+
 def build_mjcf(config: SceneConfig | None = None) -> str:
     """Return the MJCF (XML string) of the whole scene."""
     cfg = config or SceneConfig()
     axes = camera_axes(cfg)
     xyaxes = _fmt(np.concatenate([axes[:, 0], axes[:, 1]]))
+    cam_pos = _fmt(camera_position(cfg))
+    amb, dif, spec, key = (_fmt([v * cfg.light_scale] * 3) for v in (0.35, 0.45, 0.05, 0.5))
     table_top = cfg.table_height
     actuators = '\n'.join(
         f'<position name="{name}_servo" joint="{name}" kp="{cfg.kp:.6g}" kv="{cfg.kv:.6g}"/>'
@@ -188,7 +318,7 @@ def build_mjcf(config: SceneConfig | None = None) -> str:
       offheight="{max(480, cfg.image_height, cfg.depth_size[1])}"/>
     <quality shadowsize="0" offsamples="0"/>
     <map znear="{cfg.depth_near / extent:.6g}" zfar="{cfg.depth_far / extent:.6g}"/>
-    <headlight ambient="0.35 0.35 0.35" diffuse="0.45 0.45 0.45" specular="0.05 0.05 0.05"/>
+    <headlight ambient="{amb}" diffuse="{dif}" specular="{spec}"/>
   </visual>
   <asset>
     <texture name="floor_tex" type="2d" builtin="checker" rgb1="0.42 0.42 0.45"
@@ -197,21 +327,21 @@ def build_mjcf(config: SceneConfig | None = None) -> str:
   </asset>
   <worldbody>
     <light name="key" directional="true" castshadow="false" pos="0.5 0.5 2"
-      dir="-0.3 -0.3 -1" diffuse="0.5 0.5 0.5"/>
+      dir="{_fmt(cfg.light_dir)}" diffuse="{key}"/>
     <geom name="floor" type="plane" pos="0 0 {table_top - 0.75:.6g}" size="3 3 0.1"
       material="floor_mat"/>
     <geom name="table" type="box" pos="0.45 0 {table_top - 0.02:.6g}" size="0.45 0.6 0.02"
       rgba="0.62 0.5 0.36 1"/>
     <geom name="robot_base" type="cylinder" pos="0 0 0.06" size="0.06 0.06"
       rgba="0.3 0.3 0.33 1"/>
-    <camera name="rgbd" pos="{_fmt(cfg.camera_pos)}" xyaxes="{xyaxes}"
+    <camera name="rgbd" pos="{cam_pos}" xyaxes="{xyaxes}"
       fovy="{cfg.camera_fovy_deg:.9g}"/>
-    <camera name="depth" pos="{_fmt(cfg.camera_pos)}" xyaxes="{xyaxes}"
+    <camera name="depth" pos="{cam_pos}" xyaxes="{xyaxes}"
       fovy="{cfg.depth_fovy:.9g}"/>
     <body name="target" mocap="true" pos="0.5 0 {table_top + cfg.cube_half_size:.6g}">
       <geom name="target_cube" type="box" size="{_fmt([cfg.cube_half_size] * 3)}"
-        rgba="0.85 0.08 0.08 1"/>
-    </body>
+        rgba="{_fmt(cfg.cube_rgba)}"/>
+    </body>{_distractor_xml(cfg)}
     <body name="base_link" pos="0 0 {table_top:.6g}">
 {_arm_xml(cfg)}
     </body>

@@ -1,7 +1,15 @@
 """The MJCF builder (``sim.mjcf``): the model compiles and matches ``core.kinematics``."""
 
 from kinova_policy_ros.core import kinematics as kin
-from kinova_policy_ros.sim.mjcf import build_mjcf, camera_axes, SceneConfig
+from kinova_policy_ros.core.errors import ConfigError
+from kinova_policy_ros.sim.mjcf import (
+    build_mjcf,
+    camera_axes,
+    CUBE_RGBA,
+    LIGHT_DIR,
+    optical_rotation,
+    SceneConfig,
+)
 import mujoco
 import numpy as np
 import pytest
@@ -81,3 +89,112 @@ def test_scene_options_reach_the_model():
     np.testing.assert_allclose(model.geom('target_cube').size, [0.05] * 3)
     assert model.body('base_link').pos[2] == pytest.approx(0.1)
     assert model.body('target').mocapid[0] == 0
+
+
+def test_default_scene_is_the_nominal_scene():
+    """The shift options default to the scene recorded so far, value for value."""
+    xml = build_mjcf()
+    assert (
+        '<headlight ambient="0.35 0.35 0.35" diffuse="0.45 0.45 0.45" '
+        'specular="0.05 0.05 0.05"/>' in xml
+    )
+    assert 'dir="-0.3 -0.3 -1" diffuse="0.5 0.5 0.5"/>' in xml
+    assert 'rgba="0.85 0.08 0.08 1"' in xml
+    assert xml.count('pos="1.05 -0.75 0.95"') == 2  # both cameras at camera_pos
+    assert 'distractor' not in xml
+    explicit = SceneConfig(
+        light_scale=1.0,
+        light_dir=LIGHT_DIR,
+        camera_offset_m=(0.0, 0.0, 0.0),
+        camera_offset_deg=(0.0, 0.0, 0.0),
+        cube_rgba=CUBE_RGBA,
+        distractor='none',
+    )
+    assert build_mjcf(explicit) == xml
+
+
+def test_light_options_reach_the_model():
+    cfg = SceneConfig(light_scale=0.5, light_dir=(0.0, -1.0, -0.6))
+    model = mujoco.MjModel.from_xml_string(build_mjcf(cfg))
+    key = model.light('key').id
+    np.testing.assert_allclose(model.light_diffuse[key], [0.25] * 3)
+    np.testing.assert_allclose(model.vis.headlight.ambient, [0.175] * 3)
+    np.testing.assert_allclose(model.vis.headlight.diffuse, [0.225] * 3)
+    np.testing.assert_allclose(model.vis.headlight.specular, [0.025] * 3)
+    direction = np.array([0.0, -1.0, -0.6])
+    np.testing.assert_allclose(model.light_dir[key], direction / np.linalg.norm(direction))
+
+
+def test_camera_offset_moves_both_cameras_alike():
+    cfg = SceneConfig(camera_offset_m=(0.01, -0.02, 0.005), camera_offset_deg=(2.0, -1.0, 0.5))
+    model = mujoco.MjModel.from_xml_string(build_mjcf(cfg))
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    want = np.add(cfg.camera_pos, cfg.camera_offset_m)
+    flip = np.diag([1.0, -1.0, -1.0])
+    nominal = camera_axes(SceneConfig()) @ flip  # optical frame of the nominal camera
+    for name in ('rgbd', 'depth'):
+        cam = model.camera(name).id
+        np.testing.assert_allclose(data.cam_xpos[cam], want, atol=1e-9)
+        optical = data.cam_xmat[cam].reshape(3, 3) @ flip
+        np.testing.assert_allclose(nominal.T @ optical, optical_rotation((2.0, -1.0, 0.5)),
+                                   atol=1e-6)
+    np.testing.assert_allclose(camera_axes(cfg).T @ camera_axes(cfg), np.eye(3), atol=1e-12)
+
+
+def test_optical_rotation_turns_the_view_the_documented_way():
+    np.testing.assert_allclose(optical_rotation((0.0, 0.0, 0.0)), np.eye(3))
+    z = np.array([0.0, 0.0, 1.0])  # the viewing direction in the optical frame (y down)
+    up = optical_rotation((2.0, 0.0, 0.0)) @ z
+    assert up[1] == pytest.approx(-np.sin(np.deg2rad(2.0))) and up[0] == pytest.approx(0.0)
+    right = optical_rotation((0.0, 2.0, 0.0)) @ z
+    assert right[0] == pytest.approx(np.sin(np.deg2rad(2.0))) and right[1] == pytest.approx(0.0)
+    r = optical_rotation((10.0, -20.0, 30.0))
+    np.testing.assert_allclose(r.T @ r, np.eye(3), atol=1e-12)
+    assert np.linalg.det(r) == pytest.approx(1.0)
+
+
+def test_cube_colour_and_size_reach_the_model():
+    cfg = SceneConfig(cube_rgba=(0.9, 0.35, 0.1, 1.0), cube_half_size=0.021)
+    model = mujoco.MjModel.from_xml_string(build_mjcf(cfg))
+    np.testing.assert_allclose(model.geom('target_cube').rgba, [0.9, 0.35, 0.1, 1.0])
+    np.testing.assert_allclose(model.geom('target_cube').size, [0.021] * 3)
+    np.testing.assert_allclose(model.body('target').pos[2], 0.021)
+
+
+@pytest.mark.parametrize(('shape', 'size'), [('box', [0.02] * 3), ('cylinder', [0.02, 0.02, 0])])
+def test_distractor_is_a_second_mocap_body_after_the_target(shape, size):
+    cfg = SceneConfig(distractor=shape, distractor_half_size=0.02, distractor_rgba=(0, 0, 1, 1))
+    model = mujoco.MjModel.from_xml_string(build_mjcf(cfg))
+    assert model.body('target').mocapid[0] == 0  # the target stays mocap 0
+    assert model.body('distractor').mocapid[0] == 1 and model.nmocap == 2
+    geom = model.geom('distractor_geom')
+    np.testing.assert_allclose(geom.size, size)
+    np.testing.assert_allclose(geom.rgba, [0, 0, 1, 1])
+    kind = mujoco.mjtGeom.mjGEOM_BOX if shape == 'box' else mujoco.mjtGeom.mjGEOM_CYLINDER
+    assert geom.type[0] == kind
+    assert model.nq == 7 and model.nu == 7  # no new degree of freedom
+
+
+@pytest.mark.parametrize(
+    ('field', 'value', 'match'),
+    [
+        ('light_scale', 0.0, r'light_scale: 0\.0 must be a finite number > 0'),
+        ('light_scale', float('nan'), r'light_scale: nan'),
+        ('light_dir', (0.0, 0.0, 1.0), r'light_dir: \(0\.0, 0\.0, 1\.0\) must point down'),
+        ('light_dir', (0.0, -1.0), r'light_dir: \(0\.0, -1\.0\) must be 3 finite numbers'),
+        ('camera_offset_m', (0.0, 0.0, 1.0), r'camera_offset_m: .* exceeds 0\.5'),
+        ('camera_offset_m', (0.0, float('inf'), 0.0), r'camera_offset_m: .* 3 finite'),
+        ('camera_offset_deg', (90.0, 0.0, 0.0), r'camera_offset_deg: .* exceeds 45'),
+        ('cube_half_size', -0.01, r'cube_half_size: -0\.01 must be a finite number > 0'),
+        ('cube_rgba', (1.2, 0.0, 0.0, 1.0), r'cube_rgba: \(1\.2, .* in \[0, 1\]'),
+        ('cube_rgba', (1.0, 0.0, 0.0, 0.0), r'cube_rgba: .* alpha > 0'),
+        ('distractor', 'sphere', r"distractor: 'sphere' is not one of \['none', 'box'"),
+        ('distractor_rgba', (0.0, 0.0, 1.0), r'distractor_rgba: .* 4 finite numbers'),
+        ('distractor_half_size', 0.0, r'distractor_half_size: 0\.0 must be'),
+        ('distractor_clearance', -0.1, r'distractor_clearance: -0\.1 must be >= 0'),
+    ],
+)
+def test_invalid_shift_options_name_the_field_and_value(field, value, match):
+    with pytest.raises(ConfigError, match=rf'SceneConfig\.{match}'):
+        SceneConfig(**{field: value})
