@@ -42,15 +42,8 @@ DEFAULT_DEMOS = '50,100,200,400,1500'
 EVAL_MODES = ('inprocess', 'dds')
 SUCCESS_KEYS = ('3cm', '5cm')
 # The settings a resumed run must share with the run it continues (they change the results).
-RESUME_KEYS = (
-    'profile',
-    'camera_profile',
-    'steps',
-    'train_overrides',
-    'eval_mode',
-    'eval_episodes',
-    'episode_duration_s',
-)
+RESUME_KEYS: tuple[str, ...] = ('profile', 'camera_profile', 'steps', 'train_overrides')
+RESUME_KEYS += ('eval_mode', 'eval_episodes', 'episode_duration_s')
 
 
 class Outcome(TypedDict):
@@ -172,15 +165,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     from kinova_policy_ros.sim.camera import PROFILES as CAMERAS
 
     args = _parser().parse_args(argv)
-    if args.profile not in demo.PROFILES:
-        raise ConfigError(f'--profile {args.profile!r}: not one of {sorted(demo.PROFILES)}')
+    for flag, value, choices in (
+        ('--profile', args.profile, sorted(demo.PROFILES)),
+        ('--eval', args.eval, list(EVAL_MODES)),
+        ('--camera-profile', args.camera_profile, sorted(CAMERAS)),
+    ):
+        if value not in choices:
+            raise ConfigError(f'{flag} {value!r}: not one of {choices}')
     profile = demo.PROFILES[args.profile]
-    if args.eval not in EVAL_MODES:
-        raise ConfigError(f'--eval {args.eval!r}: not one of {list(EVAL_MODES)}')
-    if args.camera_profile not in CAMERAS:
-        raise ConfigError(
-            f'--camera-profile {args.camera_profile!r}: not one of {sorted(CAMERAS)}'
-        )
     episodes = _positive_int(args.eval_episodes, '--eval-episodes')
     if episodes > demo.DEMO_SEED0:
         raise ConfigError(
@@ -238,11 +230,8 @@ def training_config(settings: Settings, seed: int) -> int:
 
 
 def _settings_json(settings: Settings) -> dict[str, object]:
-    d = asdict(settings)
-    d['out'] = str(settings.out)
-    d['demos'], d['train_seeds'] = list(settings.demos), list(settings.train_seeds)
-    d['train_overrides'] = list(settings.train_overrides)
-    return d
+    d: dict[str, object] = json.loads(json.dumps(asdict(settings), default=str))
+    return d  # tuples as lists, the path as a string
 
 
 def prepare_out(settings: Settings) -> None:
@@ -306,6 +295,15 @@ def train_run(settings: Settings, data: Path, run_dir: Path, seed: int) -> Path:
     return final
 
 
+def _outcome(seed: int, distance: float, success_3cm: bool, success_5cm: bool) -> Outcome:
+    return {
+        'seed': int(seed),
+        'final_distance': float(distance),
+        'success_3cm': bool(success_3cm),
+        'success_5cm': bool(success_5cm),
+    }
+
+
 def evaluate_inprocess(
     checkpoint: Path, seeds: Sequence[int], duration_s: float, camera_profile: str
 ) -> list[Outcome]:
@@ -319,15 +317,7 @@ def evaluate_inprocess(
     with Gen3Sim(get_camera(camera_profile).scene()) as sim:
         # the full Gen3 velocity limits, as the demo's closed loop runs the policy node
         results = evaluate(sim, runner, seeds, duration_s=duration_s, velocity_scale=1.0)
-    return [
-        {
-            'seed': r.seed,
-            'final_distance': r.final_distance,
-            'success_3cm': bool(r.success),
-            'success_5cm': bool(r.success_5cm),
-        }
-        for r in results
-    ]
+    return [_outcome(r.seed, r.final_distance, r.success, r.success_5cm) for r in results]
 
 
 def evaluate_dds(
@@ -345,12 +335,7 @@ def evaluate_dds(
         camera_profile=camera_profile,
     )
     return [
-        {
-            'seed': int(e['seed']),
-            'final_distance': float(e['final_distance']),
-            'success_3cm': bool(e['success_3cm']),
-            'success_5cm': bool(e['success_5cm']),
-        }
+        _outcome(e['seed'], e['final_distance'], e['success_3cm'], e['success_5cm'])
         for e in closed['episodes']
     ]
 
