@@ -36,6 +36,7 @@ from kinova_policy_ros import demo
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
 from kinova_policy_ros.core.figures import new_figure, save_figure
 from kinova_policy_ros.data.schema import atomic_write
+from kinova_policy_ros.sim.eval_metrics import wilson_interval
 import numpy as np
 
 DEFAULT_DEMOS = '50,100,200,400,1500'
@@ -100,17 +101,6 @@ class Settings:
     episode_duration_s: float
     camera_profile: str
     train_overrides: tuple[str, ...]
-
-
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Return the Wilson score interval of ``k`` successes in ``n`` trials (95 % at 1.96)."""
-    if n < 1 or not 0 <= k <= n:
-        raise ConfigError(f'wilson_interval: need 0 <= k <= n and n >= 1, got k={k}, n={n}')
-    p = k / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # -- command line ------------------------------------------------------------------------------

@@ -117,36 +117,6 @@ def test_resume_reuses_a_finished_evaluation(tmp_path: Path, monkeypatch):
     assert json.loads((run_dir / 'eval.json').read_text())['seeds'] == [0]
 
 
-# -- Wilson interval ---------------------------------------------------------------------------
-
-
-def test_wilson_interval_matches_the_formula():
-    # z = 1.96, n = 10: centre (p + z²/2n)/(1 + z²/n), half z/(1 + z²/n)·sqrt(p(1-p)/n + z²/4n²)
-    assert [round(v, 3) for v in lc.wilson_interval(0, 10)] == [0.0, 0.278]
-    assert [round(v, 3) for v in lc.wilson_interval(9, 10)] == [0.596, 0.982]
-    assert [round(v, 3) for v in lc.wilson_interval(10, 10)] == [0.722, 1.0]
-    assert [round(v, 3) for v in lc.wilson_interval(5, 10)] == [0.237, 0.763]
-    # a wider z, a wider interval; more trials, a narrower one
-    lo90, hi90 = lc.wilson_interval(5, 10, z=1.645)
-    assert 0.237 < lo90 < hi90 < 0.763
-    assert lc.wilson_interval(50, 100)[1] < 0.763
-
-
-@pytest.mark.parametrize('k', [0, 1, 3, 7, 10])
-def test_wilson_interval_is_symmetric_and_contains_the_rate(k: int):
-    lo, hi = lc.wilson_interval(k, 10)
-    mirror_lo, mirror_hi = lc.wilson_interval(10 - k, 10)
-    assert math.isclose(lo, 1 - mirror_hi, abs_tol=1e-12)
-    assert math.isclose(hi, 1 - mirror_lo, abs_tol=1e-12)
-    assert 0.0 <= lo <= k / 10 <= hi <= 1.0
-
-
-@pytest.mark.parametrize(('k', 'n'), [(0, 0), (-1, 10), (11, 10)])
-def test_wilson_interval_rejects_impossible_counts(k: int, n: int):
-    with pytest.raises(ConfigError, match=f'wilson_interval: .*got k={k}, n={n}'):
-        lc.wilson_interval(k, n)
-
-
 # -- aggregation and outputs -------------------------------------------------------------------
 
 

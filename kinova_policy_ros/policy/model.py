@@ -19,8 +19,8 @@ tokens independently and :meth:`decode_tokens` runs the transformer on a window 
 online controller encodes only the newest frame per step and keeps the older tokens.
 """
 
+from collections.abc import Sequence
 import math
-from typing import Sequence
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.config import ModelConfig
@@ -156,8 +156,7 @@ def gen3_jacobian(
 
 class TaskSpaceJoints(nn.Module):
     """
-    Turn per-step end-effector displacements into normalized joint targets (``action_space:
-    task``).
+    Turn per-step end-effector displacements into normalized joint targets (``task`` actions).
 
     For each of the T steps the head gives ``x`` [6] (displacement of ``end_effector_link`` from
     the newest pose: metres × ``POS_UNIT`` and rad × ``ROT_UNIT``, base frame) and ``n`` [7]
@@ -200,7 +199,7 @@ class TaskSpaceJoints(nn.Module):
         scale: npt.ArrayLike,
         joint_names: Sequence[str] = kin.JOINT_NAMES,
     ) -> None:
-        """Set ``normalized = (rad - center) * scale`` of the 7 Gen3 joints (``JointNormalizer``)."""
+        """Set ``normalized = (rad - center) * scale`` of the 7 Gen3 joints (JointNormalizer)."""
         if tuple(joint_names) != kin.JOINT_NAMES:
             raise ValueError(
                 f'model.action_space=task needs the Gen3 joints {list(kin.JOINT_NAMES)} in this '
@@ -217,7 +216,7 @@ class TaskSpaceJoints(nn.Module):
         self.scale.copy_(torch.from_numpy(k))
 
     def forward(self, out: torch.Tensor, q_last: torch.Tensor) -> torch.Tensor:
-        """Head output [B,T,13] and newest normalized joints [B,7] -> targets [B,T,7] in [-1, 1]."""
+        """Map head output [B,T,13] and newest normalized joints [B,7] to targets [B,T,7]."""
         if not bool(torch.isfinite(self.scale).all()):
             raise ValueError(
                 'model.action_space=task: the joint normalization (stats q_min/q_max) was not '
@@ -232,7 +231,8 @@ class TaskSpaceJoints(nn.Module):
         null = torch.eye(7, dtype=jac.dtype, device=jac.device) - pinv @ jac  # [B,7,7]
         step = out.float() * self.unit  # [B,T,13]
         d_rad = step[..., :6] @ pinv.transpose(1, 2) + step[..., 6:] @ null.transpose(1, 2)
-        return (q_last[:, None] + d_rad * self.scale).clamp(-1.0, 1.0)  # [B,T,7]
+        target: torch.Tensor = (q_last[:, None] + d_rad * self.scale).clamp(-1.0, 1.0)
+        return target  # [B,T,7]
 
 
 class TransformerJointGripperNoDQ(nn.Module):

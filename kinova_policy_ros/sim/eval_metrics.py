@@ -482,3 +482,23 @@ def summary_line(summary: Summary) -> str:
         f'median final distance {1000 * (summary["median_final_distance"] or 0.0):.1f} mm, '
         f'wall time {summary["wall_time_s"]:.1f} s'
     )
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """
+    Wilson score interval of a success rate ``successes / n`` (95 % with ``z = 1.96``).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or n
+    successes. ValueError unless ``0 <= successes <= n`` and ``n >= 1``.
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f'wilson_interval: need 0 <= successes <= n, n >= 1; got {successes}/{n}')
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1.0 - p) / n + z2 / (4 * n * n)) / denom
+    # exactly 0 (1) at no failures (successes): centre - half is 0 only up to rounding
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi

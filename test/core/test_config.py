@@ -111,9 +111,9 @@ def test_task_action_space_is_validated():
     from kinova_policy_ros.core.config import ModelConfig
 
     assert ModelConfig(action_space='task').action_space == 'task'
-    with pytest.raises(ConfigError, match='model.action_space'):
+    with pytest.raises(ConfigError, match=r'model\.action_space'):
         ModelConfig(action_space='cartesian')
-    with pytest.raises(ConfigError, match='model.residual'):
+    with pytest.raises(ConfigError, match=r'model\.residual'):
         ModelConfig(action_space='task', residual=True)
-    with pytest.raises(ConfigError, match='model.num_joints'):
+    with pytest.raises(ConfigError, match=r'model\.num_joints'):
         ModelConfig(action_space='task', num_joints=6)

@@ -147,10 +147,9 @@ TASK = ModelConfig(**{**SMALL.__dict__, 'action_space': 'task'})
 
 
 def test_gen3_jacobian_equals_the_kinematics_module():
-    import numpy as np
-
     from kinova_policy_ros.core import kinematics as kin
     from kinova_policy_ros.policy.model import gen3_jacobian
+    import numpy as np
 
     q = np.random.default_rng(3).uniform(-3.0, 3.0, (6, 7))
     jac = gen3_jacobian(
@@ -163,10 +162,9 @@ def test_gen3_jacobian_equals_the_kinematics_module():
 
 
 def test_task_space_head_moves_the_end_effector_by_the_displacement():
-    import numpy as np
-
     from kinova_policy_ros.core import kinematics as kin
     from kinova_policy_ros.policy.model import TaskSpaceJoints
+    import numpy as np
 
     layer = TaskSpaceJoints()
     scale = np.full(7, 0.5)

@@ -2,6 +2,8 @@
 
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import KinovaPolicyError
 from kinova_policy_ros.sim import eval_metrics as em
@@ -245,3 +247,39 @@ def test_success_is_reported_at_the_tcp_and_at_the_flange():
     old = em.episode_metrics(3, {'episode': 0}, old_record, t0, t0 + 2 * s, None, None)
     assert old['final_distance_flange'] is None and old['success_3cm_flange'] is None
     assert em.summarize([old], 1.0)['success_3cm_flange'] is None
+
+
+@pytest.mark.parametrize(
+    ('k', 'n', 'lo', 'hi'),
+    [
+        (0, 10, 0.0, 0.2775),
+        (1, 10, 0.0179, 0.4042),
+        (5, 10, 0.2366, 0.7634),
+        (10, 10, 0.7225, 1.0),
+        (14, 20, 0.4810, 0.8545),
+        (0, 2, 0.0, 0.6576),
+    ],
+)
+def test_wilson_interval_known_values(k, n, lo, hi):
+    assert em.wilson_interval(k, n) == pytest.approx((lo, hi), abs=5e-5)
+
+
+def test_wilson_interval_z_and_errors():
+    assert em.wilson_interval(3, 10, z=0.0) == pytest.approx((0.3, 0.3))
+    narrow, wide = em.wilson_interval(7, 20, z=1.0), em.wilson_interval(7, 20, z=2.576)
+    assert wide[0] < narrow[0] < 0.35 < narrow[1] < wide[1]
+    with pytest.raises(ValueError, match=r'wilson_interval: .* got 3/2'):
+        em.wilson_interval(3, 2)
+    with pytest.raises(ValueError, match=r'got 0/0'):
+        em.wilson_interval(0, 0)
+    with pytest.raises(ValueError, match=r'got -1/5'):
+        em.wilson_interval(-1, 5)
+
+
+@given(st.integers(1, 500).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_wilson_interval_holds_the_rate_inside_zero_one(kn):
+    k, n = kn
+    lo, hi = em.wilson_interval(k, n)
+    assert 0.0 <= lo <= k / n <= hi <= 1.0
+    lo2, hi2 = em.wilson_interval(n - k, n)  # symmetric in successes and failures
+    assert lo2 == pytest.approx(1 - hi, abs=1e-12) and hi2 == pytest.approx(1 - lo, abs=1e-12)
