@@ -321,6 +321,10 @@ class AugmentConfig:
     color_jitter: float = 0.0
     q_noise_std: float = 0.0
     q_history_dropout: float = 0.0
+    #: Gaussian noise on the normalized depth images (std, normalized depth units).
+    depth_noise_std: float = 0.0
+    #: Probability of each depth pixel reading 0 ("no return", as a real depth camera's holes).
+    depth_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _require(
@@ -347,11 +351,28 @@ class AugmentConfig:
             self.q_history_dropout,
             'must be in [0, 1]',
         )
+        _require(
+            self.depth_noise_std >= 0 and math.isfinite(self.depth_noise_std),
+            'train.augment.depth_noise_std',
+            self.depth_noise_std,
+            'must be >= 0 and finite',
+        )
+        _require(
+            0.0 <= self.depth_dropout < 1.0,
+            'train.augment.depth_dropout',
+            self.depth_dropout,
+            'must be in [0, 1)',
+        )
 
     @property
     def enabled(self) -> bool:
         return bool(
-            self.image_shift_px or self.color_jitter or self.q_noise_std or self.q_history_dropout
+            self.image_shift_px
+            or self.color_jitter
+            or self.q_noise_std
+            or self.q_history_dropout
+            or self.depth_noise_std
+            or self.depth_dropout
         )
 
 
@@ -386,6 +407,9 @@ class TrainConfig:
     #: Weight of the auxiliary loss "where does the end effector end this episode" (from the
     #: episode's last ee_xyz; needs model.goal_head). 0 = off, the seed recipe.
     aux_goal_weight: float = 0.0
+    #: Weight of horizon step t in the joint loss ∝ horizon_decay**t (mean 1): < 1 stresses the
+    #: first steps, which the node executes; 1 = every step alike, the seed recipe.
+    horizon_decay: float = 1.0
     ema: EMAConfig = field(default_factory=EMAConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -433,6 +457,12 @@ class TrainConfig:
         )
         _require(
             self.aux_goal_weight >= 0, 'train.aux_goal_weight', self.aux_goal_weight, '>= 0'
+        )
+        _require(
+            0.0 < self.horizon_decay <= 1.0,
+            'train.horizon_decay',
+            self.horizon_decay,
+            'must be in (0, 1]',
         )
         _require(
             self.start_oversample >= 1.0,

@@ -21,7 +21,12 @@ Batch = dict[str, torch.Tensor]
 def augment_images(
     rgb: torch.Tensor, depth: torch.Tensor, cfg: AugmentConfig, g: torch.Generator
 ) -> None:
-    """Shift and colour-jitter images [B,N,C,H,W] in place, the same for the N frames of a row."""
+    """
+    Shift and colour-jitter images [B,N,C,H,W] in place, the same for the N frames of a row.
+
+    Depth noise and dropout (holes read as 0, like a depth camera's missing returns) are drawn
+    per pixel and frame.
+    """
     b, n, _, h, w = rgb.shape
     if cfg.image_shift_px:
         p = cfg.image_shift_px
@@ -35,6 +40,12 @@ def augment_images(
     if cfg.color_jitter:
         gain = 1 + (torch.rand(b, 1, 3, 1, 1, generator=g) * 2 - 1) * cfg.color_jitter
         rgb.mul_(gain.to(rgb.device)).clamp_(0.0, 1.0)
+    if cfg.depth_noise_std:
+        noise = torch.randn(depth.shape, generator=g) * cfg.depth_noise_std
+        depth.add_(noise.to(depth.device)).clamp_(min=0.0)
+    if cfg.depth_dropout:
+        holes = torch.rand(depth.shape, generator=g) < cfg.depth_dropout
+        depth.masked_fill_(holes.to(depth.device), 0.0)
 
 
 def augment_joints(q: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> None:
@@ -77,8 +88,13 @@ def step_loss(
     pred_horizon: int,
     aux_goal_weight: float,
     amp: torch.autocast,
+    horizon_decay: float = 1.0,
 ) -> torch.Tensor:
-    """MSE of the predicted joints (plus the weighted goal loss) of ``net`` (model or DDP)."""
+    """
+    MSE of the predicted joints (plus the weighted goal loss) of ``net`` (model or DDP).
+
+    ``horizon_decay`` < 1 weights horizon step t by ``horizon_decay**t`` (normalized to mean 1).
+    """
     with amp:
         pred, goal = net(
             batch['rgb'],
@@ -88,7 +104,14 @@ def step_loss(
             window_index,
             return_goal=True,
         )
-    loss = F.mse_loss(pred.float(), batch['gt_joint'])
+    if horizon_decay == 1.0:
+        loss = F.mse_loss(pred.float(), batch['gt_joint'])
+    else:
+        t = torch.arange(pred_horizon, dtype=torch.float32, device=pred.device)
+        w = horizon_decay**t
+        w = w / w.mean()  # [T], mean 1
+        err = (pred.float() - batch['gt_joint']).square().mean(dim=(0, 2))  # [B,T,7] -> [T]
+        loss = (err * w).mean()
     if aux_goal_weight > 0:
         loss = loss + aux_goal_weight * F.mse_loss(goal.float(), batch['goal'])
     return loss

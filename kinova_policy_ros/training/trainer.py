@@ -223,6 +223,7 @@ class Trainer:
                     self.cfg.data.pred_horizon,
                     tc.aux_goal_weight,
                     amp,
+                    tc.horizon_decay,
                 )
                 apply_update(
                     loss,

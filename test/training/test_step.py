@@ -5,7 +5,7 @@ import dataclasses
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from kinova_policy_ros.core.config import AugmentConfig, ModelConfig, TrainConfig
-from kinova_policy_ros.core.errors import KinovaPolicyError
+from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
 from kinova_policy_ros.policy.model import TransformerJointGripperNoDQ
 from kinova_policy_ros.training.step import (
     apply_update,
@@ -195,3 +195,53 @@ def test_multi_tensor_optimizer_and_clipping_give_the_same_weights_bit_for_bit()
         runs.append([p.detach().clone() for p in model.parameters()] + ema.shadow_params)
     assert all(torch.equal(a, b) for a, b in zip(*runs))
     assert any(not torch.equal(a, b) for a, b in zip(initial, runs[1]))  # it trained
+
+
+def test_depth_noise_and_dropout_touch_depth_only():
+    rgb, depth = images()
+    rgb0, depth0 = rgb.clone(), depth.clone()
+    cfg = AugmentConfig(depth_noise_std=0.05, depth_dropout=0.25)
+    assert cfg.enabled
+    augment_images(rgb, depth, cfg, torch.Generator().manual_seed(3))
+    assert torch.equal(rgb, rgb0)  # colour untouched
+    holes = depth == 0
+    assert 0.15 < holes.float().mean().item() < 0.35  # ~25 % of the pixels read "no return"
+    moved = (depth - depth0)[~holes]
+    assert 0.03 < moved.std().item() < 0.07  # the noise's 0.05, give or take the clamp at 0
+    assert bool((depth >= 0).all())
+    again_rgb, again_depth = images()
+    augment_images(again_rgb, again_depth, cfg, torch.Generator().manual_seed(3))
+    assert torch.equal(again_depth, depth)  # the step's generator decides: reproducible
+
+
+def test_horizon_decay_weights_the_first_steps():
+    torch.manual_seed(0)
+    model = TransformerJointGripperNoDQ(SMALL).eval()
+    b = batch()
+    amp = torch.autocast('cuda', enabled=False)
+    with torch.no_grad():
+        pred = model(b['rgb'], b['depth'], b['q'], 12)
+        per_step = (pred - b['gt_joint']).square().mean(dim=(0, 2))  # [12]
+        w = 0.8 ** torch.arange(12.0)
+        expected = (per_step * w / w.mean()).mean()
+        assert torch.allclose(step_loss(model, b, None, 12, 0.0, amp, 0.8), expected)
+        plain = step_loss(model, b, None, 12, 0.0, amp, 1.0)
+        assert torch.allclose(plain, per_step.mean())
+        # the first step's error counts more than the last's
+        b['gt_joint'][:, 0] += 0.5
+        early = step_loss(model, b, None, 12, 0.0, amp, 0.8) - expected
+        b['gt_joint'][:, 0] -= 0.5
+        b['gt_joint'][:, -1] += 0.5
+        late = step_loss(model, b, None, 12, 0.0, amp, 0.8) - expected
+    assert early > 3 * late > 0
+
+
+def test_new_recipe_options_are_validated():
+    with pytest.raises(ConfigError, match=r'train\.augment\.depth_dropout'):
+        AugmentConfig(depth_dropout=1.0)
+    with pytest.raises(ConfigError, match=r'train\.augment\.depth_noise_std'):
+        AugmentConfig(depth_noise_std=-0.1)
+    with pytest.raises(ConfigError, match=r'train\.horizon_decay'):
+        TrainConfig(horizon_decay=0.0)
+    with pytest.raises(ConfigError, match=r'train\.horizon_decay'):
+        TrainConfig(horizon_decay=1.5)
