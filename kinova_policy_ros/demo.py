@@ -273,6 +273,7 @@ def report_table(
 def run(
     profile: Profile, out: Path, fresh: bool, camera_profile: str = 'small'
 ) -> DemoSummary:
+    from kinova_policy_ros.sim.closed_loop import DEMO_NODE_PARAMS
     from kinova_policy_ros.sim.ros.dds_eval import evaluate_over_dds
     from kinova_policy_ros.training.evaluate import evaluate
 
@@ -310,9 +311,7 @@ def run(
         list(range(profile.eval_episodes)),
         out / 'closed_loop',
         duration_s=profile.episode_duration_s,
-        # A busy 2-core machine renders and runs both nodes: allow some input age. The sim has
-        # no people around: the full Gen3 velocity limits (the node's default scale is 0.5).
-        policy_params={'max_obs_age_s': 0.5, 'velocity_scale': 1.0},
+        policy_params=dict(DEMO_NODE_PARAMS),
         camera_profile=camera_profile,
     )
     timings['closed_loop'] = time.perf_counter() - t

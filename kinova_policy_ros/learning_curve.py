@@ -300,13 +300,18 @@ def evaluate_inprocess(
     """Run the in-process closed loop (``sim.closed_loop``) of ``checkpoint`` on ``seeds``."""
     from kinova_policy_ros.policy.inference import PolicyRunner
     from kinova_policy_ros.sim.camera import camera_profile as get_camera
-    from kinova_policy_ros.sim.closed_loop import evaluate
+    from kinova_policy_ros.sim.closed_loop import DEMO_NODE_PARAMS, evaluate
     from kinova_policy_ros.sim.env import Gen3Sim
 
     runner = PolicyRunner.from_checkpoint(checkpoint, device='auto')
     with Gen3Sim(get_camera(camera_profile).scene()) as sim:
-        # the full Gen3 velocity limits, as the demo's closed loop runs the policy node
-        results = evaluate(sim, runner, seeds, duration_s=duration_s, velocity_scale=1.0)
+        results = evaluate(
+            sim,
+            runner,
+            seeds,
+            duration_s=duration_s,
+            velocity_scale=DEMO_NODE_PARAMS['velocity_scale'],
+        )
     return [_outcome(r.seed, r.final_distance, r.success, r.success_5cm) for r in results]
 
 
@@ -314,6 +319,7 @@ def evaluate_dds(
     checkpoint: Path, seeds: Sequence[int], out: Path, duration_s: float, camera_profile: str
 ) -> list[Outcome]:
     """Run the closed loop over DDS (``sim_node`` + ``policy_node``) as the demo does."""
+    from kinova_policy_ros.sim.closed_loop import DEMO_NODE_PARAMS
     from kinova_policy_ros.sim.ros.dds_eval import evaluate_over_dds
 
     closed = evaluate_over_dds(
@@ -321,7 +327,7 @@ def evaluate_dds(
         list(seeds),
         out,
         duration_s=duration_s,
-        policy_params={'max_obs_age_s': 0.5, 'velocity_scale': 1.0},  # as demo.run
+        policy_params=dict(DEMO_NODE_PARAMS),
         camera_profile=camera_profile,
     )
     return [

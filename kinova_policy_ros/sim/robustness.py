@@ -30,7 +30,7 @@ from typing import TypedDict
 
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
 from kinova_policy_ros.sim.camera import camera_profile
-from kinova_policy_ros.sim.closed_loop import evaluate
+from kinova_policy_ros.sim.closed_loop import DEMO_NODE_PARAMS, evaluate
 from kinova_policy_ros.sim.env import Gen3Sim
 from kinova_policy_ros.sim.eval_metrics import wilson_interval
 from kinova_policy_ros.sim.mjcf import camera_axes, SceneConfig, Vec3
@@ -222,7 +222,13 @@ def evaluate_shifts(
     for shift in chosen:
         scene = shift(base_scene)
         with Gen3Sim(scene, start_noise=start_noise) as sim:
-            episodes = evaluate(sim, runner, seeds, duration_s=duration_s)
+            episodes = evaluate(
+                sim,
+                runner,
+                seeds,
+                duration_s=duration_s,
+                velocity_scale=DEMO_NODE_PARAMS['velocity_scale'],
+            )
         result = _shift_result(shift, scene, base_scene, [e.final_distance for e in episodes])
         results.append(result)
         if progress is not None:
