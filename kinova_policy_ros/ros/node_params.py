@@ -220,6 +220,12 @@ PARAMS: tuple[ParamSpec, ...] = (
         'predicted joints is expressed in (the robot base of the ros2_kortex URDF).',
     ),
     ParamSpec(
+        'torchscript',
+        True,
+        'Run the frame encoder and the transformer as frozen TorchScript traces (checked against '
+        'the model at startup, eager if tracing fails; ~1.5x faster steps on a CPU).',
+    ),
+    ParamSpec(
         'use_frame_cache',
         True,
         'Encode only the newest frame per step (false: recompute the whole window; benchmark).',
@@ -264,6 +270,7 @@ class Settings:
     dry_run: bool
     base_frame: str
     use_frame_cache: bool
+    torchscript: bool
     trigger_on_rgb: bool
     diagnostics_period_s: float
 
@@ -395,6 +402,7 @@ def settings_from_values(values: Mapping[str, Any]) -> Settings:
         dry_run=bool(values['dry_run']),
         base_frame=str(values['base_frame']).strip(),
         use_frame_cache=bool(values['use_frame_cache']),
+        torchscript=bool(values['torchscript']),
         trigger_on_rgb=bool(values['trigger_on_rgb']),
         diagnostics_period_s=float(values['diagnostics_period_s']),
     )

@@ -145,9 +145,12 @@ class PolicyNode(Node):
 
         if s.torch_num_threads > 0:
             torch.set_num_threads(s.torch_num_threads)
-        return PolicyRunner.from_checkpoint(
-            s.checkpoint, device=s.device, use_cache=s.use_frame_cache
+        runner = PolicyRunner.from_checkpoint(
+            s.checkpoint, device=s.device, use_cache=s.use_frame_cache, jit=s.torchscript
         )
+        if runner.jit_note:
+            self.get_logger().warning(runner.jit_note)
+        return runner
 
     def _configure_control(self, s: Settings) -> None:
         """Set the period, action horizon, joint mapping and limits from settings + checkpoint."""
@@ -213,7 +216,9 @@ class PolicyNode(Node):
     def _ready_message(self) -> str:
         s, r = self.settings, self.runner
         return (
-            f'ready: checkpoint {s.checkpoint} on {r.device}, dt {self.dt:.4f} s, '
+            f'ready: checkpoint {s.checkpoint} on {r.device}'
+            + (' (TorchScript)' if r.jit else '')
+            + f', dt {self.dt:.4f} s, '
             f'obs/pred/action horizon {r.obs_horizon}/{r.pred_horizon}/{self.action_horizon}'
             + (' + the anchor frame, ' if r.anchor_frame else ', ')
             + f'joints {list(self.mapping.command_names)}, rgb {self.rgb_topic}, '

@@ -185,3 +185,64 @@ def test_runner_refuses_an_invalid_checkpoint_naming_the_field(setup, tmp_path: 
         PolicyRunner.from_checkpoint(broken)
     with pytest.raises(CheckpointError, match='checkpoint directory does not exist'):
         PolicyRunner.from_checkpoint(tmp_path / 'nope')
+
+
+@pytest.mark.parametrize('action_space', ['joint', 'task'])
+def test_torchscript_runner_equals_the_model(setup, tmp_path: Path, action_space: str):
+    _, ds, arrays = setup
+    ckpt = make_random_checkpoint(
+        tmp_path / action_space,
+        image_hw=(24, 32),
+        q_range=(ds.stats.q_min, ds.stats.q_max),
+        d_model=32,
+        dim_feedforward=64,
+        action_space=action_space,
+    )
+    runner = PolicyRunner.from_checkpoint(ckpt, jit=True)
+    assert runner.jit and runner.jit_note == ''
+    assert isinstance(runner._decode, torch.jit.ScriptModule)
+    eager = PolicyRunner.from_checkpoint(ckpt)
+    assert not eager.jit
+    model, info = load_checkpoint(ckpt)
+    for t in range(12):
+        for r in (runner, eager):
+            r.push_observation(arrays['rgb'][t], arrays['depth'][t], arrays['q'][t])
+        expected = offline_prediction(model, info, ds[t])
+        np.testing.assert_allclose(runner.predict(), expected, atol=1e-5, err_msg=f't={t}')
+        np.testing.assert_allclose(eager.predict(), expected, atol=1e-5, err_msg=f't={t}')
+
+
+def test_torchscript_failure_leaves_the_runner_eager(setup, monkeypatch):
+    ckpt, ds, arrays = setup
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError('no TorchScript here')
+
+    monkeypatch.setattr(torch.jit, 'trace', broken)
+    runner = PolicyRunner.from_checkpoint(ckpt, jit=True)
+    assert not runner.jit
+    assert runner.jit_note == 'TorchScript trace failed, running eager: no TorchScript here'
+    model, info = load_checkpoint(ckpt)
+    for t in range(3):
+        runner.push_observation(arrays['rgb'][t], arrays['depth'][t], arrays['q'][t])
+    np.testing.assert_allclose(runner.predict(), offline_prediction(model, info, ds[2]), atol=1e-5)
+
+
+def test_torchscript_that_disagrees_is_not_used(setup, monkeypatch):
+    ckpt, _, _ = setup
+    real_freeze = torch.jit.freeze
+
+    def skewed(module: torch.jit.ScriptModule, *args: object, **kwargs: object):
+        frozen = real_freeze(module, *args, **kwargs)
+
+        class Off(torch.nn.Module):
+            def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+                return frozen(*inputs) + 1.0
+
+        return Off()
+
+    monkeypatch.setattr(torch.jit, 'freeze', skewed)
+    monkeypatch.setattr(torch.jit, 'optimize_for_inference', lambda m: m)
+    runner = PolicyRunner.from_checkpoint(ckpt, jit=True)
+    assert not runner.jit
+    assert 'differs from the model by 1.00e+00' in runner.jit_note
