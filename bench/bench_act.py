@@ -161,14 +161,17 @@ def runner_tick(runner: PolicyRunner) -> Callable[..., np.ndarray]:
 
 
 def make_runner(
-    tmp: str, name: str, hw: tuple[int, int], overrides: dict[str, Any]
+    tmp: str, name: str, hw: tuple[int, int], overrides: dict[str, Any], jit: bool = False
 ) -> PolicyRunner:
     """Load a PolicyRunner on a random checkpoint (K=8, T=12, 6 executed)."""
     ckpt = make_random_checkpoint(
         os.path.join(tmp, name), image_hw=hw, obs_horizon=8, pred_horizon=12,
         action_horizon=6, **overrides,
     )
-    return PolicyRunner.from_checkpoint(ckpt, 'cpu', use_cache=True)
+    runner = PolicyRunner.from_checkpoint(ckpt, 'cpu', use_cache=True, jit=jit)
+    if jit and not runner.jit:
+        raise RuntimeError(f'{name}: {runner.jit_note}')
+    return runner
 
 
 def measure(
@@ -223,10 +226,12 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         seed = make_runner(tmp, 'seed', hw, SEED_SIZE)
+        seed_ts = make_runner(tmp, 'seed_ts', hw, SEED_SIZE, jit=True)  # the node's default
         default = make_runner(tmp, 'default', hw, {})
         ticks = {
             'act': act_tick(policy, hw),
             'ours_seed': runner_tick(seed),
+            'ours_seed_torchscript': runner_tick(seed_ts),
             'ours_default': runner_tick(default),
         }
         times = measure(ticks, frames, args.ticks)
@@ -236,11 +241,12 @@ def main() -> None:
     params = {
         'act': sum(p.numel() for p in policy.parameters()),
         'ours_seed': count_parameters(seed.model),
+        'ours_seed_torchscript': count_parameters(seed_ts.model),
         'ours_default': count_parameters(default.model),
     }
     ratios = {
         f'act_over_{name}_{q}': stats['act'][f'{q}_ms'] / stats[name][f'{q}_ms']
-        for name in ('ours_seed', 'ours_default')
+        for name in ('ours_seed', 'ours_seed_torchscript', 'ours_default')
         for q in ('p50', 'p99')
     }
     report(
