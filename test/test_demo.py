@@ -29,6 +29,17 @@ def test_full_profile_has_more_data_and_training_than_the_default():
     assert full.demonstrations > default.demonstrations
     assert steps(full) > steps(default)
     assert full.eval_episodes == 20  # the 20 held-out targets
+    assert default.eval_episodes == 20
+
+
+def test_default_profile_uses_the_task_space_head():
+    cfg = load_experiment_config(
+        demo.REPO_CONFIG, list(demo.PROFILES['default'].train_overrides)
+    )
+    assert cfg.model.action_space == 'task'
+    assert not cfg.model.residual  # the task head is not residual on the joints
+    full = load_experiment_config(demo.REPO_CONFIG, list(demo.PROFILES['full'].train_overrides))
+    assert full.model.action_space == 'joint' and full.model.residual
 
 
 def test_worker_count_uses_the_usable_cpus_up_to_eight():
@@ -119,7 +130,7 @@ def test_report_table_has_the_flange_figures_next_to_the_tcp_ones():
     assert table['success within 3 cm'] == (
         '75% of 4 (4 demonstrations, n/a training steps, 1.0 min)'
     )
-    assert demo.PROFILES['default'].train_steps == 1000
+    assert demo.PROFILES['default'].train_steps == 2500
     assert demo.PROFILES['full'].train_steps == 24000
     assert table['success within 3 cm / 5 cm at the flange'] == '0% / 25%'
 

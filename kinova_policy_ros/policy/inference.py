@@ -145,7 +145,9 @@ class PolicyRunner:
                 warnings.simplefilter('ignore', torch.jit.TracerWarning)
                 warnings.simplefilter('ignore', DeprecationWarning)
                 enc = torch.jit.freeze(
-                    torch.jit.trace(_EncodeFrames(model).eval(), frame)  # type: ignore[no-untyped-call]
+                    torch.jit.trace(  # type: ignore[no-untyped-call]
+                        _EncodeFrames(model).eval(), frame
+                    )
                 )
                 dec = torch.jit.freeze(
                     torch.jit.trace(  # type: ignore[no-untyped-call]

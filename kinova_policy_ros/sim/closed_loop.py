@@ -31,12 +31,11 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 
-
-
 #: The policy node's settings in the demo's closed loop over DDS (and in the evaluations that
 #: stand for it): the simulator's camera is slower than a real one, so inputs may be 0.5 s old,
 #: and the node may use the full Gen3 velocity limits (the real-arm default is 0.5).
 DEMO_NODE_PARAMS: dict[str, float] = {'max_obs_age_s': 0.5, 'velocity_scale': 1.0}
+
 
 class Policy(Protocol):
     """What the loop needs of a policy (``inference.PolicyRunner`` has it)."""
