@@ -117,6 +117,7 @@ class PolicyNode(Node):
         self._control = ControlThread(self._on_tick, self._on_step_error)
         # Control-thread state.
         self._needs_reset = False
+        self._reset_pending = False  # a ~/reset not acted on yet (inputs not fresh since)
         self._ticks_until_plan = 0
         self._stream_sizes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         self._create_publishers(s)
@@ -277,12 +278,17 @@ class PolicyNode(Node):
         # The reset flag before the inputs: a reset between the two clears the inputs this step
         # reads, so the step after a reset never pushes a frame received before it.
         enabled = self.status.enabled
-        reset_requested = self.inputs.take_reset_request()
+        # A reset request stays pending until a step acts on it: the request forgets the camera
+        # frames, so the steps right after it wait for new ones, and the reset must still happen
+        # (the last command forgotten) when they arrive.
+        reset_requested = self.inputs.take_reset_request() or self._reset_pending
         state, detail, obs = self.inputs.check(tick_ns, self.settings.max_obs_age_s)
         if state != RUNNING or obs is None:
             self._needs_reset = True  # start from a clean buffer once inputs are fresh again
+            self._reset_pending = reset_requested
             self._set_state(state, detail)
             return
+        self._reset_pending = False
         if self._needs_reset or reset_requested:
             self.runner.reset()
             self._ticks_until_plan = 0
