@@ -38,6 +38,7 @@ def test_default_profile_uses_the_task_space_head():
     )
     assert cfg.model.action_space == 'task'
     assert not cfg.model.residual  # the task head is not residual on the joints
+    assert cfg.train.augment.image_shift_px == 2
     full = load_experiment_config(demo.REPO_CONFIG, list(demo.PROFILES['full'].train_overrides))
     assert full.model.action_space == 'joint' and full.model.residual
 
