@@ -15,7 +15,7 @@ def test_every_profile_is_a_valid_training_config(name: str):
     profile = demo.PROFILES[name]
     cfg = load_experiment_config(demo.REPO_CONFIG, list(profile.train_overrides))
     assert cfg.data.resize_hw == (48, 64)
-    assert cfg.model.goal_head and cfg.train.aux_goal_weight == 1.0
+    assert cfg.model.goal_head and cfg.train.aux_goal_weight >= 1.0
     assert profile.eval_episodes >= 10
 
 
@@ -38,7 +38,7 @@ def test_default_profile_uses_the_task_space_head():
     )
     assert cfg.model.action_space == 'task'
     assert not cfg.model.residual  # the task head is not residual on the joints
-    assert cfg.train.augment.image_shift_px == 2
+    assert cfg.train.augment.image_shift_px == 2 and cfg.train.aux_goal_weight == 3.0
     full = load_experiment_config(demo.REPO_CONFIG, list(demo.PROFILES['full'].train_overrides))
     assert full.model.action_space == 'joint' and full.model.residual
 
