@@ -117,7 +117,6 @@ class PolicyNode(Node):
         self._control = ControlThread(self._on_tick, self._on_step_error)
         # Control-thread state.
         self._needs_reset = False
-        self._reset_pending = False  # a ~/reset not acted on yet (inputs not fresh since)
         self._ticks_until_plan = 0
         self._stream_sizes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         self._create_publishers(s)
@@ -278,27 +277,24 @@ class PolicyNode(Node):
         # The reset flag before the inputs: a reset between the two clears the inputs this step
         # reads, so the step after a reset never pushes a frame received before it.
         enabled = self.status.enabled
-        # A reset request stays pending until a step acts on it: the request forgets the camera
-        # frames, so the steps right after it wait for new ones, and the reset must still happen
-        # (the last command forgotten) when they arrive.
-        reset_requested = self.inputs.take_reset_request() or self._reset_pending
+        if self.inputs.take_reset_request():
+            # ~/reset (a new episode) forgets the last command at once. The request also forgot
+            # the camera frames, so the steps until new ones arrive return early below; the
+            # observation buffer restarts with the first of them.
+            self.planner.reset()
+            self._needs_reset = True
         state, detail, obs = self.inputs.check(tick_ns, self.settings.max_obs_age_s)
         if state != RUNNING or obs is None:
             self._needs_reset = True  # start from a clean buffer once inputs are fresh again
-            self._reset_pending = reset_requested
             self._set_state(state, detail)
             return
-        self._reset_pending = False
-        if self._needs_reset or reset_requested:
+        if self._needs_reset:
             self.runner.reset()
             self._ticks_until_plan = 0
-            # A reset (~/reset: a new episode) forgets the last command too; after an input
-            # fault it still runs on the controller (or has ended at rest): keep it.
-            if reset_requested:
-                self.planner.reset()
-            else:
-                self.planner.forget_predictions()
-            if self._needs_reset and self.status.state in FAULT_STATES:
+            # The kept predictions belong to the old history. After an input fault the last
+            # command still runs on the controller (or has ended at rest): keep it.
+            self.planner.forget_predictions()
+            if self.status.state in FAULT_STATES:
                 self.get_logger().info('inputs are fresh again: observation buffer reset')
             self._needs_reset = False
         self._check_stream_sizes(obs)
