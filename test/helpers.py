@@ -11,7 +11,7 @@ import threading
 import time
 
 from kinova_policy_ros.data.schema import Episode
-from kinova_policy_ros.testing.synthetic import make_episode
+from kinova_policy_ros.testing.synthetic import make_episode, make_random_checkpoint
 
 
 def episode_arrays(seed: int = 0, num_frames: int = 12, hw: tuple[int, int] = (16, 20)) -> dict:
@@ -21,6 +21,21 @@ def episode_arrays(seed: int = 0, num_frames: int = 12, hw: tuple[int, int] = (1
 
 def small_episode(seed: int = 0, num_frames: int = 12, hw: tuple[int, int] = (16, 20)) -> Episode:
     return make_episode(seed, num_frames, hw)
+
+
+def node_checkpoint(out: Path, seed: int, **overrides: object) -> Path:
+    """
+    Write a random checkpoint small enough for the policy-node tests (24x32 input, dt 0.05 s).
+
+    ``overrides`` replace the small model sizes or add ``make_random_checkpoint`` arguments.
+    """
+    small: dict[str, object] = {
+        'd_model': 32, 'dim_feedforward': 64, 'conv_channels': (8, 16), 'img_feat_dim': 16,
+        'q_feat_dim': 16,
+    }  # fmt: skip
+    return make_random_checkpoint(
+        out, image_hw=(24, 32), dt=0.05, seed=seed, **{**small, **overrides}
+    )
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, period: float = 0.01) -> bool:

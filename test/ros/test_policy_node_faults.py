@@ -16,12 +16,11 @@ import threading
 import time
 
 from builtin_interfaces.msg import Time
-from helpers import PolicyNodePeer, PolicyNodeProcess
+from helpers import node_checkpoint, PolicyNodePeer, PolicyNodeProcess
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.core.stamps import split_ns, stamp_to_ns
 from kinova_policy_ros.ros.node_params import default_values, make_limits
 from kinova_policy_ros.testing.invariants import command_violations
-from kinova_policy_ros.testing.synthetic import make_random_checkpoint
 import numpy as np
 import pytest
 from rosgraph_msgs.msg import Clock
@@ -46,12 +45,7 @@ LIMITS = make_limits(
 
 
 def _checkpoint(out: Path, **overrides: object) -> Path:
-    model: dict[str, object] = {
-        'd_model': 32, 'dim_feedforward': 64, 'conv_channels': (8, 16), 'img_feat_dim': 16,
-        'q_feat_dim': 16,
-    }  # fmt: skip
-    model.update(overrides)
-    return make_random_checkpoint(out, image_hw=(24, 32), dt=DT, seed=3, **model)
+    return node_checkpoint(out, seed=3, **overrides)
 
 
 def _peer(prefix: str) -> PolicyNodePeer:

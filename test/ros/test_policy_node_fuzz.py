@@ -30,13 +30,12 @@ from pathlib import Path
 import signal
 import time
 
-from helpers import PolicyNodePeer, PolicyNodeProcess
+from helpers import node_checkpoint, PolicyNodePeer, PolicyNodeProcess
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.ros.inputs import depth_sample, rgb_sample
 from kinova_policy_ros.ros.node_params import default_values, make_limits
 from kinova_policy_ros.testing.invariants import command_violations
-from kinova_policy_ros.testing.synthetic import make_random_checkpoint
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image, JointState
@@ -223,10 +222,7 @@ def peer() -> Iterator[PolicyNodePeer]:
 def test_hostile_inputs_over_dds_never_yield_an_unsafe_command(
     tmp_path: Path, peer: PolicyNodePeer
 ):
-    ckpt = make_random_checkpoint(
-        tmp_path / 'ckpt', image_hw=(24, 32), dt=DT, seed=3, d_model=32, dim_feedforward=64,
-        conv_channels=(8, 16), img_feat_dim=16, q_feat_dim=16,
-    )  # fmt: skip
+    ckpt = node_checkpoint(tmp_path / 'ckpt', seed=3)
     node = PolicyNodeProcess(
         '--params-file', str(PARAMS_FILE), '-p', f'checkpoint:={ckpt}', '-p', 'device:=cpu',
         '-p', 'action_horizon:=2', '-p', 'max_obs_age_s:=0.5', '-p', 'enabled_on_start:=true',

@@ -12,9 +12,8 @@ import signal
 import threading
 import time
 
-from helpers import PolicyNodePeer, PolicyNodeProcess
+from helpers import node_checkpoint, PolicyNodePeer, PolicyNodeProcess
 from kinova_policy_ros.core import image_codec
-from kinova_policy_ros.testing.synthetic import make_random_checkpoint
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image, JointState
@@ -28,10 +27,7 @@ PREFIX = '/signals'
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_random_checkpoint(
-        tmp_path_factory.mktemp('signals') / 'ckpt', image_hw=(24, 32), dt=0.05, seed=3,
-        d_model=32, dim_feedforward=64, conv_channels=(8, 16), img_feat_dim=16, q_feat_dim=16,
-    )  # fmt: skip
+    return node_checkpoint(tmp_path_factory.mktemp('signals') / 'ckpt', seed=3)
 
 
 @pytest.fixture(scope='module')

@@ -16,11 +16,10 @@ import signal
 import threading
 from typing import Any
 
-from helpers import PolicyNodeProcess, wait_for
+from helpers import node_checkpoint, PolicyNodeProcess, wait_for
 from kinova_policy_ros.core import image_codec, kinematics
 from kinova_policy_ros.core.stamps import stamp_to_ns
 from kinova_policy_ros.data.preprocess import StreamGeometry
-from kinova_policy_ros.testing.synthetic import make_random_checkpoint
 from nav_msgs.msg import Path as PathMsg
 import numpy as np
 import pytest
@@ -46,10 +45,7 @@ WARNING = 'camera streams differ from the training data'
 
 def _checkpoint(out: Path, rgb_hw: tuple[int, int], depth_hw: tuple[int, int]) -> Path:
     """Return a small random checkpoint that says it was trained on these stream sizes."""
-    ckpt = make_random_checkpoint(
-        out, image_hw=(24, 32), dt=0.05, seed=5, d_model=32, dim_feedforward=64,
-        conv_channels=(8, 16), img_feat_dim=16, q_feat_dim=16,
-    )  # fmt: skip
+    ckpt = node_checkpoint(out, seed=5)
     config = json.loads((ckpt / 'config.json').read_text())
     geometry = StreamGeometry((rgb_hw,), (depth_hw,), (24, 32), None, 'center_crop')
     config['geometry'] = geometry.to_dict()
