@@ -410,6 +410,9 @@ class TrainConfig:
     #: Weight of horizon step t in the joint loss ∝ horizon_decay**t (mean 1): < 1 stresses the
     #: first steps, which the node executes; 1 = every step alike, the seed recipe.
     horizon_decay: float = 1.0
+    #: Keep freed memory in the process's heap (glibc): no page faults for each step's
+    #: activations (core/allocator.py). false = the C library's default behaviour.
+    keep_freed_memory: bool = True
     ema: EMAConfig = field(default_factory=EMAConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
+from kinova_policy_ros.core.allocator import keep_freed_memory
 from kinova_policy_ros.core.config import ExperimentConfig, to_dict
 from kinova_policy_ros.core.errors import KinovaPolicyError
 from kinova_policy_ros.core.progress import Progress, progress
@@ -77,6 +78,8 @@ class Trainer:
                 f'({tc.batch_size // tc.windows_per_segment}) must be divisible by the number '
                 f'of processes ({self.d.world})'
             )
+        if tc.keep_freed_memory:
+            keep_freed_memory()
         self.device = training_device(tc.device, self.d)
         if self.device.type == 'cuda':
             torch.cuda.set_device(self.device)

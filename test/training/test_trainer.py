@@ -91,6 +91,16 @@ def test_set_up_errors_name_the_setting(data: Path, tmp_path: Path, monkeypatch)
         trainer(data, tmp_path / 'b', 'train.windows_per_segment=2')
 
 
+@pytest.mark.parametrize(('value', 'calls'), [('true', 1), ('false', 0)])
+def test_keep_freed_memory_is_applied_only_when_set(
+    data: Path, tmp_path: Path, monkeypatch, value: str, calls: int
+):
+    applied: list[bool] = []
+    monkeypatch.setattr(trainer_module, 'keep_freed_memory', lambda: applied.append(True))
+    trainer(data, tmp_path / 'run', f'train.keep_freed_memory={value}', 'train.num_steps=1')
+    assert len(applied) == calls
+
+
 def test_speedups_train_the_same_weights_and_validate_alike(data: Path, tmp_path: Path):
     runs = []
     for speedups in (False, True):
