@@ -264,8 +264,9 @@ def report_table(
         'chunk-boundary velocity jump, median / p95': (
             f'{fmt(s["boundary_jump_median"])} / {fmt(s["boundary_jump_p95"])} rad/s'
         ),
-        'speed dips between plans / jerk RMS (median)': (
-            f'{s.get("speed_dips")} / {fmt(s.get("jerk_rms_median"), 1, ".1f")} rad/s³'
+        'speed dips: all / not in the plans (hand-over) / jerk RMS (median)': (
+            f'{s.get("speed_dips")} / {s.get("handover_dips")} / '
+            f'{fmt(s.get("jerk_rms_median"), 1, ".1f")} rad/s³'
         ),
         'time to target within 3 cm, median': (
             f'{fmt(s.get("time_to_target_median_s"), 1, ".2f")} s'

@@ -100,6 +100,7 @@ def test_report_table_formats_every_figure():
         'latency_p50_ms': 12.34,
         'latency_p99_ms': 30.0,
         'speed_dips': 3,
+        'handover_dips': 1,
         'jerk_rms_median': 12.345,
         'time_to_target_median_s': 4.5,
     }
@@ -111,7 +112,9 @@ def test_report_table_formats_every_figure():
         'success within 3 cm / 5 cm at the flange': 'n/a / n/a',  # not in this summary
         'final distance, median / mean': '2.1 / n/a cm',
         'chunk-boundary velocity jump, median / p95': '0.050 / 0.400 rad/s',
-        'speed dips between plans / jerk RMS (median)': '3 / 12.3 rad/s³',
+        'speed dips: all / not in the plans (hand-over) / jerk RMS (median)': (
+            '3 / 1 / 12.3 rad/s³'
+        ),
         'time to target within 3 cm, median': '4.50 s',
         'node inference latency p50 / p99': '12.3 / 30.0 ms',
         'offline error (held-out demos), step 1 / step T': '0.57 / 2.86 deg',

@@ -24,7 +24,12 @@ from kinova_policy_ros.core.errors import ConfigError
 from kinova_policy_ros.policy.handover import HandoverConfig, Planner
 from kinova_policy_ros.policy.safety import CommandLimits, map_measured_into_range
 from kinova_policy_ros.sim.env import Gen3Sim
-from kinova_policy_ros.sim.smoothness import boundary_jump_p95, jerk_rms, speed_dips
+from kinova_policy_ros.sim.smoothness import (
+    boundary_jump_p95,
+    handover_dips,
+    jerk_rms,
+    speed_dips,
+)
 from kinova_policy_ros.sim.trajectory import TrajectoryCommand, TrajectoryFollower
 import numpy as np
 import numpy.typing as npt
@@ -73,11 +78,22 @@ class ClosedLoopResult:
     fine_dq_cmd: FloatArray = field(repr=False, default_factory=lambda: np.zeros((0, 7)))
     fine_distance: FloatArray = field(repr=False, default_factory=lambda: np.zeros(0))  # [S]
     replaced_at_s: FloatArray = field(repr=False, default_factory=lambda: np.zeros(0))
+    fine_in_prediction: npt.NDArray[np.bool_] = field(
+        repr=False, default_factory=lambda: np.zeros(0, dtype=bool)
+    )  # [S] within the executed plan's predicted points
 
     @property
     def speed_dips(self) -> int:
         """Return the speed dips of the measured motion (``smoothness.speed_dips``)."""
         return speed_dips(self.fine_t_s, self.fine_dq, self.fine_distance)
+
+    @property
+    def handover_dips(self) -> int:
+        """Return the speed dips the plans did not ask for (``smoothness.handover_dips``)."""
+        return handover_dips(
+            self.fine_t_s, self.fine_dq, self.fine_distance, self.fine_dq_cmd,
+            self.fine_in_prediction,
+        )
 
     @property
     def jerk_rms(self) -> float | None:
@@ -97,6 +113,7 @@ class ClosedLoopResult:
             'max_chunk_velocity_jump': float(np.max(self.chunk_velocity_jumps, initial=0.0)),
             'boundary_jump_p95': boundary_jump_p95(self.chunk_velocity_jumps.tolist()),
             'speed_dips': self.speed_dips,
+            'handover_dips': self.handover_dips,
             'jerk_rms': self.jerk_rms,
         }
 
@@ -111,6 +128,8 @@ class _Controller:
         self.jumps: list[float] = []
         self.replaced_at: list[float] = []
         self.trace: list[tuple[float, FloatArray, FloatArray, float]] = []  # t, dq, dq_cmd, d
+        self.in_prediction: list[bool] = []  # per trace row: within the plan's predicted points
+        self.prediction_end_ns = -1  # the running plan's second-to-last point
 
     def advance(self, until_ns: int) -> None:
         """Run physics to ``until_ns``, delivering the commands that arrive on the way."""
@@ -127,6 +146,9 @@ class _Controller:
                 if before is not None and after is not None:
                     self.jumps.append(float(np.max(np.abs(after[1] - before[1]))))
                     self.replaced_at.append(sim.time)
+                tfs = list(cmd.time_from_start)
+                start_ns = max(now, cmd.stamp_ns)
+                self.prediction_end_ns = start_ns + round(tfs[max(len(tfs) - 2, 0)] * 1e9)
             desired = self.follower.sample(now)
             if desired is None:
                 sim.hold()
@@ -134,8 +156,9 @@ class _Controller:
                 sim.step(desired[0], desired[1])
             dq_cmd = np.zeros(kin.NUM_JOINTS) if desired is None else desired[1]
             self.trace.append((sim.time, sim.joint_velocities(), dq_cmd, sim.distance()))
+            self.in_prediction.append(desired is not None and now <= self.prediction_end_ns)
 
-    def fine(self) -> dict[str, FloatArray]:
+    def fine(self) -> dict[str, npt.NDArray[Any]]:
         """Return the per-physics-step traces as arrays."""
         t, dq, dq_cmd, d = zip(*self.trace) if self.trace else ((), (), (), ())
         return {
@@ -144,6 +167,7 @@ class _Controller:
             'fine_dq_cmd': np.asarray(dq_cmd, dtype=np.float64).reshape(-1, kin.NUM_JOINTS),
             'fine_distance': np.asarray(d, dtype=np.float64),
             'replaced_at_s': np.asarray(self.replaced_at, dtype=np.float64),
+            'fine_in_prediction': np.asarray(self.in_prediction, dtype=bool),
         }
 
 

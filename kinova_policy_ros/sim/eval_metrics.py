@@ -18,7 +18,13 @@ from typing import Any, TypedDict
 
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import KinovaPolicyError
-from kinova_policy_ros.sim.smoothness import boundary_jump_p95, jerk_rms, speed_dips
+from kinova_policy_ros.sim.smoothness import (
+    boundary_jump_p95,
+    commanded_velocity,
+    handover_dips,
+    jerk_rms,
+    speed_dips,
+)
 from kinova_policy_ros.sim.trajectory import (
     TrajectoryCommand,
     TrajectoryFollower,
@@ -93,6 +99,7 @@ class EpisodeResult(TypedDict):
     max_chunk_velocity_jump: float
     boundary_jump_p95: float | None
     speed_dips: int | None
+    handover_dips: int | None
     jerk_rms: float | None
     inference_latency_p50_ms: float | None
     inference_latency_p99_ms: float | None
@@ -133,6 +140,7 @@ class _SummaryFields(TypedDict):
     boundary_jump_p95: float | None
     boundary_jump_max: float | None
     speed_dips: int | None
+    handover_dips: int | None
     jerk_rms_median: float | None
     time_to_target_median_s: float | None
     latency_p50_ms: float | None
@@ -278,15 +286,25 @@ def _task_metrics(
 
 
 def _smoothness(
-    measured: MeasuredTrace, task_t_s: Sequence[float], distance: Sequence[float]
-) -> tuple[int | None, float | None]:
-    """Return ``(speed_dips, jerk_rms)`` of the measured velocities (None without them)."""
+    measured: MeasuredTrace,
+    task_t_s: Sequence[float],
+    distance: Sequence[float],
+    commands: Sequence[CommandEntry],
+) -> tuple[int | None, int | None, float | None]:
+    """Return ``(speed_dips, handover_dips, jerk_rms)`` of the measured velocities."""
     t = np.asarray(measured['t_s'], dtype=np.float64)
     dq = np.asarray(measured['velocities'], dtype=np.float64)
     if dq.shape != (t.size, kin.NUM_JOINTS) or t.size < 4 or not len(task_t_s):
-        return None, None
+        return None, None, None
     dist = np.interp(t, np.asarray(task_t_s), np.asarray(distance))
-    return speed_dips(t, dq, dist), jerk_rms(t, dq)
+    # plans start on receipt (stamp 0 or in the past, as the node publishes them)
+    plans = [(c['t_s'], c['time_from_start'], c['velocities']) for c in commands]
+    with_velocities = all(len(v) == len(tfs) and len(tfs) for _, tfs, v in plans)
+    handover = None
+    if with_velocities:
+        dq_cmd, in_prediction = commanded_velocity(t, plans)
+        handover = handover_dips(t, dq, dist, dq_cmd, in_prediction)
+    return speed_dips(t, dq, dist), handover, jerk_rms(t, dq)
 
 
 def episode_metrics(
@@ -334,7 +352,7 @@ def episode_metrics(
         )
     task = _task_metrics(tasks, t0_ns)
     jumps, replay_rejected = chunk_velocity_jumps(commands, measured, angle_wraparound)
-    smooth = _smoothness(measured, task['task_t_s'], task['distance_trace'])
+    smooth = _smoothness(measured, task['task_t_s'], task['distance_trace'], commands)
     diag = dict(diag_after or {})
     problems = policy_problems([d for d in record.get('diagnostics', []) if inside(d[0])])
     target = reset_info.get('target', tasks[-1][1].get('target', []))
@@ -361,7 +379,8 @@ def episode_metrics(
         'max_chunk_velocity_jump': max(jumps, default=0.0),
         'boundary_jump_p95': boundary_jump_p95(jumps),
         'speed_dips': smooth[0],
-        'jerk_rms': smooth[1],
+        'handover_dips': smooth[1],
+        'jerk_rms': smooth[2],
         'inference_latency_p50_ms': float_or_none(diag.get('inference_latency_p50_ms')),
         'inference_latency_p99_ms': float_or_none(diag.get('inference_latency_p99_ms')),
         'points_dropped_for_latency': counter_delta(
@@ -447,6 +466,7 @@ def summarize(
         'boundary_jump_p95': _stat(lambda a: np.percentile(a, 95), jumps),
         'boundary_jump_max': _stat(np.max, jumps),
         'speed_dips': _total(episodes, 'speed_dips'),
+        'handover_dips': _total(episodes, 'handover_dips'),
         'jerk_rms_median': _stat(np.median, _values(episodes, 'jerk_rms')),
         'time_to_target_median_s': _stat(np.median, _values(episodes, 'time_to_success_s')),
         'latency_p50_ms': float_or_none(diag.get('inference_latency_p50_ms')),

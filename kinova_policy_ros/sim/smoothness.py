@@ -10,16 +10,22 @@ The closed-loop evaluations (in process, :mod:`~kinova_policy_ros.sim.closed_loo
   of the highest speed on BOTH sides within ``window_s`` — a slow-down the arm recovers from,
   the stop-and-go of plans that end at rest — while the tool centre point is farther than
   ``far_m`` (5 cm) from the target; starts, the final approach and standing still are not dips;
+- ``handover_dips``: the speed dips the plans did not ask for — at the dip's slowest moment the
+  plan being executed commanded at least ``ratio`` of the neighbourhood's speed (the arm lagged
+  its command), or the arm was past that plan's predicted points, on the final ramp to rest
+  that a late next plan leaves it on. The other dips are in the predictions themselves (a
+  policy that learned slow-downs from its demonstrations); stop-and-go between plans is here;
 - ``jerk_rms``: the root mean square over joints and time of the measured jerk (rad/s³), from
   the measured velocities resampled at ``rate_hz`` and differentiated twice.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ['boundary_jump_p95', 'jerk_rms', 'speed_dips']
+__all__ = ['boundary_jump_p95', 'commanded_velocity', 'handover_dips', 'jerk_rms', 'speed_dips']
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -27,6 +33,46 @@ FloatArray = npt.NDArray[np.float64]
 def boundary_jump_p95(jumps: Sequence[float]) -> float | None:
     """Return the 95th percentile of the velocity jumps (None without a replacement)."""
     return float(np.percentile(np.asarray(jumps, dtype=np.float64), 95)) if len(jumps) else None
+
+
+def _dip_minima(
+    t_s: npt.ArrayLike,
+    dq: npt.ArrayLike,
+    distance: npt.ArrayLike,
+    window_s: float,
+    ratio: float,
+    far_m: float,
+    min_speed: float,
+) -> list[tuple[int, float]]:
+    """Return ``(index of the slowest sample, neighbourhood speed)`` of each speed dip."""
+    t = np.asarray(t_s, dtype=np.float64)
+    speed = np.linalg.norm(np.asarray(dq, dtype=np.float64).reshape(t.size, -1), axis=1)
+    dist = np.asarray(distance, dtype=np.float64)
+    if t.size < 3:
+        return []
+    dips = np.zeros(t.size, dtype=bool)
+    around = np.zeros(t.size)  # the slower side's highest speed
+    for i in range(t.size):
+        left = speed[(t >= t[i] - window_s) & (t < t[i])]
+        right = speed[(t > t[i]) & (t <= t[i] + window_s)]
+        if left.size == 0 or right.size == 0 or dist[i] <= far_m:
+            continue
+        floor = max(min_speed, speed[i] / ratio)
+        around[i] = min(left.max(), right.max())
+        dips[i] = around[i] > floor
+    minima = []
+    i = 0
+    while i < t.size:
+        if not dips[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < t.size and dips[j + 1]:
+            j += 1
+        k = i + int(np.argmin(speed[i : j + 1]))
+        minima.append((k, float(around[k])))
+        i = j + 1
+    return minima
 
 
 def speed_dips(
@@ -45,21 +91,77 @@ def speed_dips(
     [N]`` TCP → target (m) at the same times. Neighbourhoods slower than ``min_speed`` (rad/s)
     do not count (an arm at rest has no dips). A dip is a run of consecutive samples.
     """
+    return len(_dip_minima(t_s, dq, distance, window_s, ratio, far_m, min_speed))
+
+
+def handover_dips(
+    t_s: npt.ArrayLike,
+    dq: npt.ArrayLike,
+    distance: npt.ArrayLike,
+    dq_cmd: npt.ArrayLike,
+    in_prediction: npt.ArrayLike,
+    window_s: float = 0.5,
+    ratio: float = 0.5,
+    far_m: float = 0.05,
+    min_speed: float = 0.05,
+) -> int:
+    """
+    Count the speed dips the plans did not ask for (see the module docstring).
+
+    ``dq_cmd [N, J]`` is the velocity the executed plan commanded at each time and
+    ``in_prediction [N]`` whether that time lies within the plan's predicted points
+    (:func:`commanded_velocity` builds both from the published plans); the rest as
+    :func:`speed_dips`.
+    """
     t = np.asarray(t_s, dtype=np.float64)
-    speed = np.linalg.norm(np.asarray(dq, dtype=np.float64).reshape(t.size, -1), axis=1)
-    dist = np.asarray(distance, dtype=np.float64)
-    if t.size < 3:
-        return 0
-    dips = np.zeros(t.size, dtype=bool)
-    for i in range(t.size):
-        left = speed[(t >= t[i] - window_s) & (t < t[i])]
-        right = speed[(t > t[i]) & (t <= t[i] + window_s)]
-        if left.size == 0 or right.size == 0 or dist[i] <= far_m:
+    cmd = np.linalg.norm(np.asarray(dq_cmd, dtype=np.float64).reshape(t.size, -1), axis=1)
+    pred = np.asarray(in_prediction, dtype=bool).reshape(t.size)
+    return sum(
+        1
+        for k, around in _dip_minima(t, dq, distance, window_s, ratio, far_m, min_speed)
+        if not pred[k] or cmd[k] >= ratio * around
+    )
+
+
+def commanded_velocity(
+    t_s: npt.ArrayLike,
+    plans: Sequence[tuple[float, Sequence[float], Sequence[Sequence[float]]]],
+) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """
+    Return the commanded velocity at each of ``t_s [N]``, and whether it is within a prediction.
+
+    The velocity is the one the latest plan commands. ``plans`` are ``(start_s,
+    time_from_start [P], velocities [P][J])`` in start order, as published: the last point is
+    the rest the trajectory ends at, so the prediction ends at the second-to-last point. As a
+    ``joint_trajectory_controller`` does, a plan runs from the commanded state at its start (the
+    previous plan's velocity then; zero for the first) to its first point. Before the first
+    plan: zero velocity, not in a prediction.
+    """
+    t = np.asarray(t_s, dtype=np.float64)
+    starts = np.asarray([p[0] for p in plans], dtype=np.float64)
+    joints = len(plans[0][2][0]) if plans and len(plans[0][2]) else 1
+    dq = np.zeros((t.size, joints))
+    pred = np.zeros(t.size, dtype=bool)
+    active = np.searchsorted(starts, t, side='right') - 1  # [N] index of the executed plan
+    v_start = np.zeros(joints)  # commanded velocity where the next plan takes over
+    for p, (start, tfs, vel) in enumerate(plans):
+        v = np.asarray(vel, dtype=np.float64).reshape(len(tfs), -1)
+        if v.shape[1] != joints:
             continue
-        floor = max(min_speed, speed[i] / ratio)
-        dips[i] = left.max() > floor and right.max() > floor
-    starts = dips & ~np.concatenate([[False], dips[:-1]])
-    return int(starts.sum())
+        times = np.concatenate([[0.0], np.asarray(tfs, dtype=np.float64)])  # [P+1]
+        points = np.concatenate([v_start[None], v])  # [P+1,J]
+
+        def at(rel: FloatArray, times: FloatArray = times, points: FloatArray = points) -> Any:
+            return np.stack([np.interp(rel, times, points[:, j]) for j in range(joints)], axis=-1)
+
+        rows = np.flatnonzero(active == p)
+        if rows.size:
+            rel = t[rows] - start
+            dq[rows] = at(rel)
+            pred[rows] = rel <= times[max(len(times) - 2, 1)]
+        if p + 1 < len(plans):
+            v_start = at(np.asarray([plans[p + 1][0] - start]))[0]
+    return dq, pred
 
 
 def jerk_rms(t_s: npt.ArrayLike, dq: npt.ArrayLike, rate_hz: float = 50.0) -> float | None:

@@ -186,15 +186,18 @@ def test_summary_aggregates_the_episodes():
 
 def test_summary_aggregates_the_smoothness_figures():
     episodes = [
-        dict(_episode(1, 0.01, [1.0]), speed_dips=2, jerk_rms=10.0, time_to_success_s=3.0),
-        dict(_episode(2, 0.2, [1.0]), speed_dips=0, jerk_rms=30.0, time_to_success_s=None),
+        dict(_episode(1, 0.01, [1.0]), speed_dips=2, handover_dips=1, jerk_rms=10.0,
+             time_to_success_s=3.0),
+        dict(_episode(2, 0.2, [1.0]), speed_dips=0, handover_dips=0, jerk_rms=30.0,
+             time_to_success_s=None),
         dict(_episode(3, 0.02, []), speed_dips=None, jerk_rms=None, time_to_success_s=5.0),
     ]
     s = em.summarize(episodes, 30.0)
-    assert s['speed_dips'] == 2  # the episodes that measured it
+    assert s['speed_dips'] == 2 and s['handover_dips'] == 1  # the episodes that measured it
     assert s['jerk_rms_median'] == 20.0 and s['time_to_target_median_s'] == 4.0
     none = em.summarize([dict(_episode(1, 0.01, []), speed_dips=None)], 1.0)
     assert none['speed_dips'] is None and none['jerk_rms_median'] is None
+    assert none['handover_dips'] is None
 
 
 def test_summary_of_no_episodes_has_no_rates():

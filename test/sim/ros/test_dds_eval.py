@@ -130,6 +130,7 @@ def test_closed_loop_smoke_over_dds(
             assert len(c['positions']) > 6
         _assert_starts_on_the_running_command(e['commands'])
         assert e['speed_dips'] is not None and e['jerk_rms'] is not None
+        assert e['handover_dips'] is not None and e['handover_dips'] <= e['speed_dips']
         assert e['inference_latency_p50_ms'] > 0
         # receipt times: in the recording window, in order
         for times in (e['measured']['t_s'], e['task_t_s'], [c['t_s'] for c in e['commands']]):
