@@ -53,16 +53,14 @@ from kinova_policy_ros.sim import eval_plots
 from kinova_policy_ros.sim.eval_metrics import (
     chunk_velocity_jumps,
     compact,
-    EpisodeResult,
     INPUT_PROBLEM_STATES,
     progress_line,
     SUCCESS_3CM,
     SUCCESS_5CM,
     summarize,
-    Summary,
     summary_line,
-    TRACE_KEYS,
 )
+from kinova_policy_ros.sim.eval_records import EpisodeResult, Summary, TRACE_KEYS
 from kinova_policy_ros.sim.ros.eval_episode import (
     command_dict,
     episode_result,

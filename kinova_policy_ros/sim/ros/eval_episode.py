@@ -22,12 +22,8 @@ from typing import Any
 
 from kinova_policy_ros.core.errors import KinovaPolicyError
 from kinova_policy_ros.ros.node_params import NODE_NAME as POLICY_NODE_NAME
-from kinova_policy_ros.sim.eval_metrics import (
-    command_entry,
-    CommandEntry,
-    episode_metrics,
-    EpisodeResult,
-)
+from kinova_policy_ros.sim.eval_metrics import command_entry, episode_metrics
+from kinova_policy_ros.sim.eval_records import CommandEntry, EpisodeResult
 from kinova_policy_ros.sim.ros.eval_recorder import EvalRecorder, RecordSnapshot, SIM_NODE_NAME
 from kinova_policy_ros.sim.ros.services import call_service, call_trigger, wait_for
 from kinova_policy_ros.sim.ros.sim_node import msg_to_command

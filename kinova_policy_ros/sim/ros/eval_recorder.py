@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.ros.messages import now_ns
 from kinova_policy_ros.ros.node_params import NODE_NAME as POLICY_NODE_NAME
-from kinova_policy_ros.sim.eval_metrics import JointSample
+from kinova_policy_ros.sim.eval_records import JointSample
 from kinova_policy_ros.sim.ros.sim_node import DEFAULT_TOPICS, task_state_from_msg
 from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node

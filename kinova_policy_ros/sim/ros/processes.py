@@ -19,7 +19,7 @@ from typing import IO
 
 from kinova_policy_ros.core.errors import ConfigError, KinovaPolicyError
 from kinova_policy_ros.sim.camera import camera_profile, DEFAULT_PROFILE
-from kinova_policy_ros.sim.eval_metrics import ProcessInfo
+from kinova_policy_ros.sim.eval_records import ProcessInfo
 from kinova_policy_ros.sim.mjcf import SceneConfig
 
 DEFAULT_CAMERA_HZ = 15.0

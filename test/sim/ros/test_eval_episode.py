@@ -12,7 +12,8 @@ import time
 from builtin_interfaces.msg import Duration
 from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.errors import KinovaPolicyError
-from kinova_policy_ros.sim.eval_metrics import summarize, TRACE_KEYS
+from kinova_policy_ros.sim.eval_metrics import summarize
+from kinova_policy_ros.sim.eval_records import TRACE_KEYS
 from kinova_policy_ros.sim.ros import eval_episode
 import pytest
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
