@@ -223,6 +223,25 @@ def fk(q: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
     return t[..., :3, 3].copy(), matrix_to_rpy(t[..., :3, :3])
 
 
+def tool_point(q: npt.ArrayLike, offset: float) -> FloatArray:
+    """
+    Position of the point ``offset`` metres along the z axis of ``end_effector_link``, batched.
+
+    ``q`` is ``[..., 7]``; returns ``[..., 3]`` in ``base_link`` (``offset`` 0: ``fk``'s xyz; the
+    Robotiq 2F-85's tool centre point, between the fingertips: 0.1086).
+    """
+    t = joint_frames(q)[..., 7, :, :]
+    point: FloatArray = t[..., :3, 3] + offset * t[..., :3, 2]
+    return point
+
+
+def tool_matrix(offset: float) -> FloatArray:
+    """``EE_ORIGIN_MATRIX`` moved ``offset`` metres along its own z axis: the tool frame."""
+    shift = np.eye(4)
+    shift[2, 3] = offset
+    return np.asarray(EE_ORIGIN_MATRIX @ shift, dtype=np.float64)
+
+
 def jacobian(q: npt.ArrayLike) -> FloatArray:
     """
     Geometric Jacobian ``[6, 7]`` of ``end_effector_link`` in the base frame.

@@ -17,6 +17,7 @@ from pathlib import Path
 import shutil
 import tempfile
 
+from kinova_policy_ros.core import kinematics as kin
 from kinova_policy_ros.core.config import DataConfig
 from kinova_policy_ros.core.errors import ConfigError, SchemaError
 from kinova_policy_ros.data.preprocess import (
@@ -234,6 +235,7 @@ class KinovaJointDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         with_goal: bool = False,
         crop: tuple[float, float, float, float] | None = None,
         anchor_frame: bool = False,
+        goal_offset: float = 0.0,
         action_horizon: int | None = None,
         val_fraction: float = DataConfig.val_fraction,
         fit: str = DataConfig.fit,
@@ -242,9 +244,14 @@ class KinovaJointDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         Open (and cache) the episodes; the keywords are the :class:`DataConfig` fields.
 
         ``action_horizon`` (None: ``min(pred_horizon, 6)``) and ``val_fraction`` do not change
-        the samples: they are kept in :attr:`cfg` (the split is the trainer's).
+        the samples: they are kept in :attr:`cfg` (the split is the trainer's). ``with_goal``
+        adds each sample's goal: where the tool point, ``goal_offset`` m along
+        ``end_effector_link``'s z (``model.tcp_offset``; 0 = the recorded ``ee_xyz``), ends the
+        episode.
         """
         self.with_goal = with_goal
+        self.goal_offset = float(goal_offset)
+        self._tool_points: dict[Path, np.ndarray] = {}  # per episode: [N,3], goal_offset > 0
         self.cfg = DataConfig(
             resize_hw=tuple(resize_hw),  # type: ignore[arg-type]
             crop=crop,
@@ -364,8 +371,13 @@ class KinovaJointDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         return {k: v if k in ('rgb', 'depth') else v[0] for k, v in seg.items()}
 
     def _goal(self, ep: CachedEpisode, n: int, t: np.ndarray) -> torch.Tensor:
-        """Where the end effector ends the episode, from its position at frames t: [len(t),3]."""
-        rel = (ep.ee_xyz[n - 1][None] - ep.ee_xyz[t]) * GOAL_SCALE
+        """Where the tool point ends the episode, from its position at frames t: [len(t),3]."""
+        xyz = ep.ee_xyz
+        if self.goal_offset:  # FK of the recorded joints, as the converter computes ee_xyz
+            if ep.source not in self._tool_points:
+                self._tool_points[ep.source] = kin.tool_point(ep.q, self.goal_offset)
+            xyz = self._tool_points[ep.source]
+        rel = (xyz[n - 1][None] - xyz[t]) * GOAL_SCALE
         return torch.from_numpy(rel.astype(np.float32))
 
     def segment(self, index: int, num_windows: int) -> dict[str, torch.Tensor]:
@@ -422,6 +434,7 @@ class KinovaJointDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         stats: JointStats | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         with_goal: bool = False,
+        goal_offset: float = 0.0,
     ) -> 'KinovaJointDataset':
         """Build from a :class:`DataConfig`: every field of ``cfg`` ends up in :attr:`cfg`."""
         ds = cls(
@@ -435,6 +448,7 @@ class KinovaJointDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
             stats=stats,
             cache_dir=cache_dir,
             with_goal=with_goal,
+            goal_offset=goal_offset,
             crop=cfg.crop,
             fit=cfg.fit,
             anchor_frame=cfg.anchor_frame,

@@ -128,7 +128,7 @@ def gen3_jacobian(
     q: torch.Tensor, origins: torch.Tensor, ee_origin: torch.Tensor
 ) -> torch.Tensor:
     """
-    Geometric Jacobian of ``end_effector_link`` [B,6,7] at joint positions ``q`` [B,7] (rad).
+    Geometric Jacobian of the tool frame [B,6,7] at joint positions ``q`` [B,7] (rad).
 
     The same chain and convention as ``kinematics.jacobian`` (rows 0-2 linear, 3-5 angular
     velocity, in ``base_link``), batched in torch; ``origins`` [7,4,4] and ``ee_origin`` [4,4]
@@ -158,8 +158,9 @@ class TaskSpaceJoints(nn.Module):
     """
     Turn per-step end-effector displacements into normalized joint targets (``task`` actions).
 
-    For each of the T steps the head gives ``x`` [6] (displacement of ``end_effector_link`` from
-    the newest pose: metres × ``POS_UNIT`` and rad × ``ROT_UNIT``, base frame) and ``n`` [7]
+    For each of the T steps the head gives ``x`` [6] (displacement of the tool point,
+    ``tcp_offset`` m along ``end_effector_link``'s z, from the newest pose: metres × ``POS_UNIT``
+    and rad × ``ROT_UNIT``, base frame) and ``n`` [7]
     (joint motion × ``NULL_UNIT`` rad, projected on the Jacobian's null space); the target is
     ``q + J⁺ x + (I - J⁺J) n`` with the damped pseudo-inverse ``J⁺ = Jᵀ(JJᵀ + λ²I)⁻¹`` at the
     newest joints ``q``. Reaching a place in the image is then a displacement, as the goal head
@@ -179,14 +180,14 @@ class TaskSpaceJoints(nn.Module):
     scale: torch.Tensor
     unit: torch.Tensor
 
-    def __init__(self) -> None:
+    def __init__(self, tcp_offset: float = 0.0) -> None:
         super().__init__()
         self.register_buffer(
             'origins', torch.tensor(kin.ORIGIN_MATRICES, dtype=torch.float32), persistent=False
         )
-        self.register_buffer(
-            'ee_origin', torch.tensor(kin.EE_ORIGIN_MATRIX, dtype=torch.float32), persistent=False
-        )
+        # the moved point: tcp_offset m along end_effector_link's z (model.tcp_offset)
+        ee_origin = torch.tensor(kin.tool_matrix(tcp_offset), dtype=torch.float32)
+        self.register_buffer('ee_origin', ee_origin, persistent=False)
         # Not part of the weights: set from the checkpoint's stats (NaN = not set).
         self.register_buffer('center', torch.full((7,), math.nan), persistent=False)
         self.register_buffer('scale', torch.full((7,), math.nan), persistent=False)
@@ -266,7 +267,9 @@ class TransformerJointGripperNoDQ(nn.Module):
         task = cfg.action_space == 'task'
         head_out = 6 + cfg.num_joints if task else cfg.num_joints
         self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, head_out))
-        self.task_space: TaskSpaceJoints | None = TaskSpaceJoints() if task else None
+        self.task_space: TaskSpaceJoints | None = (
+            TaskSpaceJoints(cfg.tcp_offset) if task else None
+        )
         # Optional training aid: predicts where the end effector ends the episode, from the
         # newest token of the encoder memory (not used to control the robot).
         self.goal_head: nn.Module | None = (

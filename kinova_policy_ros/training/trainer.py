@@ -129,7 +129,11 @@ class Trainer:
                 f'train.aux_goal_weight is {tc.aux_goal_weight}: it needs model.goal_head=true'
             )
         self.train_ds = KinovaJointDataset.from_config(
-            self.train_files, cfg.data, cache_dir=cache_dir, with_goal=tc.aux_goal_weight > 0
+            self.train_files,
+            cfg.data,
+            cache_dir=cache_dir,
+            with_goal=tc.aux_goal_weight > 0,
+            goal_offset=cfg.model.tcp_offset,
         )
         self.stats = self.train_ds.stats
         self.val_ds = (

@@ -48,6 +48,21 @@ def test_fk_is_batched_and_matches_fk_matrix():
         np.testing.assert_allclose(kin.rpy_to_matrix(rpy[idx]), t[:3, :3], atol=1e-9)
 
 
+def test_tool_point_lies_along_the_end_effector_z_and_is_batched():
+    q = _random_q(np.random.default_rng(2), 6).reshape(2, 3, 7)
+    np.testing.assert_allclose(kin.tool_point(q, 0.0), kin.fk(q)[0], atol=1e-12)
+    tcp = kin.tool_point(q, 0.1086)
+    assert tcp.shape == (2, 3, 3)
+    for idx in np.ndindex(2, 3):
+        t = kin.fk_matrix(q[idx])
+        np.testing.assert_allclose(tcp[idx], t[:3, 3] + 0.1086 * t[:3, 2], atol=1e-12)
+        np.testing.assert_allclose(np.linalg.norm(tcp[idx] - t[:3, 3]), 0.1086, atol=1e-12)
+    # tool_matrix is the same frame, so FK through it lands on the tool point
+    frames = kin.joint_frames(q[0, 0])
+    ee_parent = frames[7] @ np.linalg.inv(kin.EE_ORIGIN_MATRIX)
+    np.testing.assert_allclose((ee_parent @ kin.tool_matrix(0.1086))[:3, 3], tcp[0, 0], atol=1e-9)
+
+
 def test_fk_rejects_wrong_shape():
     with pytest.raises(ValueError, match='last dimension of 7'):
         kin.fk(np.zeros(6))

@@ -223,6 +223,19 @@ def test_goal_is_the_final_end_effector_position_from_now(episodes):
     assert 'goal' not in make(episodes)[0]
 
 
+def test_goal_of_the_tool_point_comes_from_the_recorded_joints(episodes):
+    from kinova_policy_ros.core import kinematics as kin
+    from kinova_policy_ros.data.dataset import GOAL_SCALE
+
+    ds = make(episodes, with_goal=True, goal_offset=0.1086)
+    z = np.load(episodes[1])
+    tcp = kin.tool_point(z['q'], 0.1086)
+    expected = (tcp[-1] - tcp[2]) * GOAL_SCALE
+    np.testing.assert_allclose(ds[9 + 2]['goal'].numpy(), expected, atol=1e-5)
+    seg = ds.segment(9 + 1, 3)
+    np.testing.assert_allclose(seg['goal'][1].numpy(), expected, atol=1e-5)
+
+
 def _every_field_changed() -> DataConfig:
     cfg = DataConfig(
         resize_hw=HW,

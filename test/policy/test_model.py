@@ -183,6 +183,32 @@ def test_task_space_head_moves_the_end_effector_by_the_displacement():
     assert not np.allclose(target[3], kin.HOME, atol=1e-3)  # the joints did move
 
 
+def test_task_space_head_with_a_tcp_offset_moves_the_tool_point():
+    from kinova_policy_ros.core import kinematics as kin
+    from kinova_policy_ros.policy.model import TaskSpaceJoints
+    import numpy as np
+
+    offset = 0.1086  # the Robotiq 2F-85's point between the fingertips
+    layer = TaskSpaceJoints(offset)
+    scale = np.full(7, 0.5)
+    layer.set_joint_normalization(kin.HOME, scale)
+    out = torch.zeros(2, 1, 13)
+    out[0, 0, 1] = 0.2  # +2 cm in y at the tool point
+    out[1, 0, 4] = 0.1  # a 0.05 rad turn about y: the tool point stays, the flange swings
+    with torch.no_grad():
+        target = layer(out, torch.zeros(2, 7))[:, 0].double().numpy() / scale + kin.HOME
+    tcp0 = kin.tool_point(kin.HOME, offset)
+    moved = kin.tool_point(target, offset) - tcp0  # [2,3]
+    assert np.allclose(moved[0], [0.0, 0.02, 0.0], atol=0.002), moved
+    assert np.linalg.norm(moved[1]) < 0.002, moved
+    flange = kin.fk(target[1])[0] - kin.fk(kin.HOME)[0]
+    assert np.linalg.norm(flange) > 0.004  # the turn is about the tool point, not the flange
+    # the model passes model.tcp_offset to its head
+    model = TransformerJointGripperNoDQ(ModelConfig(**{**TASK.__dict__, 'tcp_offset': offset}))
+    assert model.task_space is not None
+    assert torch.allclose(model.task_space.ee_origin, layer.ee_origin)
+
+
 def test_task_space_model_needs_its_joint_normalization():
     import numpy as np
 

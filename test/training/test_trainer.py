@@ -101,6 +101,15 @@ def test_keep_freed_memory_is_applied_only_when_set(
     assert len(applied) == calls
 
 
+def test_the_goal_is_taken_at_the_model_tool_point(data: Path, tmp_path: Path):
+    t = trainer(
+        data, tmp_path / 'run', 'model.goal_head=true', 'train.aux_goal_weight=1.0',
+        'model.action_space=task', 'model.tcp_offset=0.1086', 'train.num_steps=1',
+    )
+    assert t.train_ds.with_goal and t.train_ds.goal_offset == 0.1086
+    assert t.model.task_space is not None
+
+
 def test_speedups_train_the_same_weights_and_validate_alike(data: Path, tmp_path: Path):
     runs = []
     for speedups in (False, True):
