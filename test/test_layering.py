@@ -38,7 +38,11 @@ ALLOWED = {
     'ros': {'core', 'data', 'policy'},
     'sim.ros': {'core', 'data', 'policy', 'sim', 'ros'},
     'demo': {'core', 'data', 'policy', 'training', 'bag', 'sim', 'sim.ros'},
-    'learning_curve': {'core', 'data', 'policy', 'training', 'bag', 'sim', 'sim.ros', 'demo'},
+    'learning_curve_report': {'core', 'data', 'sim'},
+    'learning_curve': {
+        'core', 'data', 'policy', 'training', 'bag', 'sim', 'sim.ros', 'demo',
+        'learning_curve_report',
+    },
 }
 # The ROS adapters: the only layers allowed to import ROS packages.
 ADAPTER_LAYERS = {'ros', 'sim.ros'}

@@ -2,15 +2,16 @@
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 from kinova_policy_ros import learning_curve as lc
+from kinova_policy_ros import learning_curve_report as lcr
 from kinova_policy_ros.core.errors import ConfigError
+from kinova_policy_ros.sim.eval_metrics import wilson_interval
 import pytest
 
 
-def outcome(seed: int, distance: float) -> lc.Outcome:
+def outcome(seed: int, distance: float) -> lcr.Outcome:
     return {
         'seed': seed,
         'final_distance': distance,
@@ -105,7 +106,7 @@ def test_resume_reuses_a_finished_evaluation(tmp_path: Path, monkeypatch):
     s = settings(tmp_path, resume=True, eval_episodes=2)
     run_dir, ckpt = tmp_path / 'n50_s0', Path('checkpoints') / 'step_001000'
     saved = [outcome(0, 0.01), outcome(1, 0.2)]
-    lc.write_json(
+    lcr.write_json(
         run_dir / 'eval.json',
         {'checkpoint': ckpt.name, 'eval': 'inprocess', 'seeds': [0, 1], 'episodes': saved},
     )
@@ -120,7 +121,7 @@ def test_resume_reuses_a_finished_evaluation(tmp_path: Path, monkeypatch):
 # -- aggregation and outputs -------------------------------------------------------------------
 
 
-def hand_made_results() -> dict[tuple[int, int], list[lc.Outcome]]:
+def hand_made_results() -> dict[tuple[int, int], list[lcr.Outcome]]:
     # given out of order: the rows come out by count, the seeds ascending
     return {
         (100, 1): [outcome(0, 0.01), outcome(1, 0.02), outcome(2, 0.04), outcome(3, 0.30)],
@@ -128,44 +129,6 @@ def hand_made_results() -> dict[tuple[int, int], list[lc.Outcome]]:
         (100, 0): [outcome(0, 0.01), outcome(1, 0.01), outcome(2, 0.02), outcome(3, 0.045)],
         (50, 0): [outcome(0, 0.02), outcome(1, 0.06), outcome(2, 0.30), outcome(3, 0.40)],
     }
-
-
-def test_aggregate_counts_per_seed_and_pooled():
-    rows = lc.aggregate(hand_made_results())
-    assert [r['demonstrations'] for r in rows] == [50, 100]
-    assert [[s['train_seed'] for s in r['per_seed']] for r in rows] == [[0, 1], [0, 1]]
-    fifty, hundred = rows
-    assert [s['success']['3cm']['successes'] for s in fifty['per_seed']] == [1, 0]
-    assert [s['success']['5cm']['successes'] for s in fifty['per_seed']] == [1, 1]
-    assert [s['success']['3cm']['successes'] for s in hundred['per_seed']] == [3, 2]
-    assert [s['success']['5cm']['successes'] for s in hundred['per_seed']] == [4, 3]
-    pooled = hundred['pooled']
-    assert pooled['episodes'] == 8
-    assert pooled['success']['3cm'] == {
-        'successes': 5,
-        'rate': 5 / 8,
-        'ci': list(lc.wilson_interval(5, 8)),
-    }
-    assert pooled['success']['5cm']['rate'] == 7 / 8
-    assert fifty['pooled']['success']['3cm']['rate'] == 1 / 8
-    # medians: of 8 pooled distances, and of one seed's 4
-    assert math.isclose(pooled['median_final_distance'], (0.02 + 0.02) / 2)
-    assert math.isclose(fifty['pooled']['median_final_distance'], (0.10 + 0.20) / 2)
-    assert math.isclose(fifty['per_seed'][0]['median_final_distance'], (0.06 + 0.30) / 2)
-
-
-def test_markdown_table_has_one_row_per_count():
-    table = lc.markdown_table(lc.aggregate(hand_made_results()), 'curve')
-    lines = table.splitlines()
-    assert lines[0] == '# curve'
-    assert lines[2].startswith('| demonstrations | training seeds | episodes | success ≤ 3 cm')
-    lo, hi = lc.wilson_interval(5, 8)
-    assert lines[4] == (
-        '| 50 | 2 | 8 | 12 % [2, 47] | 25 % / 0 % | 25 % [7, 59] | 25 % / 25 % | 15.0 cm |'
-    )
-    assert lines[5].startswith(f'| 100 | 2 | 8 | 62 % [{100 * lo:.0f}, {100 * hi:.0f}] |')
-    assert lines[5].endswith('| 2.0 cm |')
-    assert len(lines) == 6
 
 
 def test_write_outputs_writes_the_json_the_table_and_the_plot(tmp_path: Path):
@@ -225,7 +188,7 @@ def test_tiny_curve_end_to_end_and_resumed(tmp_path: Path, capsys):
         for key in ('3cm', '5cm'):
             ok = row['pooled']['success'][key]
             assert ok['rate'] in (0.0, 1.0) and ok['ci'] == list(
-                lc.wilson_interval(ok['successes'], 1)
+                wilson_interval(ok['successes'], 1)
             )
     assert [r['episodes'][0]['seed'] for r in saved['runs']] == [0, 0]
     assert {'record', 'train n2_s0', 'eval n3_s0'} <= set(saved['timings_s'])
