@@ -56,6 +56,8 @@ class Profile:
     # share of demonstrations starting at rest near the target / pausing mid-reach
     recovery_fraction: float = 0.0
     pause_fraction: float = 0.0
+    # largest tilt (deg) of the tool from straight down at a recovery start
+    recovery_tilt_deg: float = 0.0
 
     @property
     def train_steps(self) -> int | None:
@@ -157,7 +159,9 @@ def record(out: Path, profile: Profile, camera_profile: str = 'small') -> list[P
         scene=camera.scene(),
         rates=RecordingRates(camera_hz=camera.rate_hz),
         variation=DemoVariation(
-            recovery_fraction=profile.recovery_fraction, pause_fraction=profile.pause_fraction
+            recovery_fraction=profile.recovery_fraction,
+            pause_fraction=profile.pause_fraction,
+            recovery_tilt_deg=profile.recovery_tilt_deg,
         ),
     )
     entries = record_offline(out, seeds, options, workers=worker_count())

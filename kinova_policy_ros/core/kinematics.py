@@ -118,6 +118,17 @@ def rpy_to_matrix(rpy: npt.ArrayLike) -> FloatArray:
     return out
 
 
+def axis_angle_to_matrix(axis: npt.ArrayLike, angle: float) -> FloatArray:
+    """Rotation matrix [3, 3] of ``angle`` rad about ``axis`` [3] (any length > 0; Rodrigues)."""
+    a = np.asarray(axis, dtype=np.float64)
+    norm = float(np.linalg.norm(a))
+    if a.shape != (3,) or not norm > 0.0:
+        raise ValueError(f'axis must be a nonzero 3-vector, got {a.tolist()}')
+    x, y, z = a / norm
+    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.asarray(np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * k @ k)
+
+
 def matrix_to_quaternion(rotation: npt.ArrayLike) -> FloatArray:
     """Return the unit quaternion ``(x, y, z, w)`` (ROS order) of a rotation matrix [3, 3]."""
     r = np.asarray(rotation, dtype=np.float64)

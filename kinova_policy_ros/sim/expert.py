@@ -236,7 +236,10 @@ class DemoVariation:
     that shortcut, each labelled by the expert re-planning from the state it creates:
 
     - *recovery starts*: the episode starts at rest near the target instead of at home (tool
-      down, up to ``recovery_offset_m`` away horizontally, ``recovery_height_m`` above it);
+      down, up to ``recovery_offset_m`` away horizontally, ``recovery_height_m`` above it; with
+      ``recovery_tilt_deg`` the tool is tilted up to that many degrees from straight down about
+      a random horizontal axis, so the demonstrations also show the tool being set upright
+      close to the target);
     - *pauses*: the reach stops for ``pause_s`` at a random point of the approach, then the
       expert re-plans from where the arm stands.
 
@@ -246,6 +249,7 @@ class DemoVariation:
     recovery_fraction: float = 0.0
     recovery_offset_m: float = 0.10
     recovery_height_m: tuple[float, float] = (0.02, 0.15)
+    recovery_tilt_deg: float = 0.0
     pause_fraction: float = 0.0
     pause_s: tuple[float, float] = (0.3, 1.0)
 
@@ -254,6 +258,11 @@ class DemoVariation:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f'DemoVariation.{name}: must be in [0, 1], got {value!r}')
+        if not 0.0 <= self.recovery_tilt_deg <= 45.0:
+            raise ConfigError(
+                'DemoVariation.recovery_tilt_deg: must be in [0, 45], '
+                f'got {self.recovery_tilt_deg!r}'
+            )
         if not self.recovery_offset_m >= 0.0:
             raise ConfigError(
                 f'DemoVariation.recovery_offset_m: must be >= 0, got {self.recovery_offset_m!r}'
@@ -299,10 +308,15 @@ def draw_variation(
         radius = variation.recovery_offset_m * np.sqrt(rng.random())
         height = rng.uniform(*variation.recovery_height_m)
         point = goal + np.array([radius * np.cos(angle), radius * np.sin(angle), height])
-        flange = flange_for_tcp(point, _R_DOWN, cfg.tcp_offset)
+        rot = _R_DOWN
+        if variation.recovery_tilt_deg > 0.0:  # drawn only then: other draws stay as they were
+            axis = rng.uniform(0.0, 2.0 * np.pi)
+            tilt = np.radians(variation.recovery_tilt_deg) * rng.uniform(0.0, 1.0)
+            rot = kin.axis_angle_to_matrix([np.cos(axis), np.sin(axis), 0.0], tilt) @ _R_DOWN
+        flange = flange_for_tcp(point, rot, cfg.tcp_offset)
         q = q_rest.copy()
         for _ in range(60):
-            q = ik_step(q, flange, _R_DOWN, q_rest, cfg)
+            q = ik_step(q, flange, rot, q_rest, cfg)
         start_q = q
     pause_at = float(rng.uniform(0.15, 0.85)) if rng.random() < variation.pause_fraction else None
     return EpisodeVariation(

@@ -63,6 +63,18 @@ def test_tool_point_lies_along_the_end_effector_z_and_is_batched():
     np.testing.assert_allclose((ee_parent @ kin.tool_matrix(0.1086))[:3, 3], tcp[0, 0], atol=1e-9)
 
 
+def test_axis_angle_to_matrix_rotates_about_the_axis():
+    r = kin.axis_angle_to_matrix([0.0, 0.0, 2.0], np.pi / 2)  # any length
+    np.testing.assert_allclose(r @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-12)
+    axis = np.array([1.0, 2.0, -0.5])
+    r = kin.axis_angle_to_matrix(axis, 0.7)
+    np.testing.assert_allclose(r @ axis, axis, atol=1e-12)  # the axis stays
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+    assert np.isclose(np.linalg.det(r), 1.0) and np.isclose(np.trace(r), 1 + 2 * np.cos(0.7))
+    with pytest.raises(ValueError, match='nonzero 3-vector'):
+        kin.axis_angle_to_matrix([0.0, 0.0, 0.0], 1.0)
+
+
 def test_fk_rejects_wrong_shape():
     with pytest.raises(ValueError, match='last dimension of 7'):
         kin.fk(np.zeros(6))

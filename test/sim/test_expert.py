@@ -76,6 +76,8 @@ def test_demo_variation_validates_its_fields():
     with pytest.raises(ConfigError, match='recovery_offset_m'):
         DemoVariation(recovery_offset_m=-0.1)
     assert not DemoVariation().active and DemoVariation(pause_fraction=0.1).active
+    with pytest.raises(ConfigError, match=r'DemoVariation\.recovery_tilt_deg: .*got 60\.0'):
+        DemoVariation(recovery_tilt_deg=60.0)
 
 
 def test_recovery_starts_are_near_the_target_tool_down_and_seeded():
@@ -97,6 +99,33 @@ def test_recovery_starts_are_near_the_target_tool_down_and_seeded():
         assert var.pause_s[0] <= drawn.pause_s <= var.pause_s[1]
     none = draw_variation(0, spec.q0, spec.target, DemoVariation())
     assert none.start_q is None and none.pause_at is None
+
+
+def test_tilted_recovery_starts_tilt_the_tool_and_leave_the_other_draws_alone():
+    scene = SceneConfig()
+    plain = DemoVariation(recovery_fraction=1.0, pause_fraction=1.0)
+    tilted = DemoVariation(recovery_fraction=1.0, pause_fraction=1.0, recovery_tilt_deg=15.0)
+    tilts = []
+    for seed in range(8):
+        spec = episode_spec(seed, scene, 0.1)
+        a = draw_variation(seed, spec.q0, spec.target, plain)
+        b = draw_variation(seed, spec.q0, spec.target, tilted)
+        assert a.start_q is not None and b.start_q is not None
+        z = kin.fk_matrix(b.start_q)[:3, 2]
+        tilts.append(np.degrees(np.arccos(-z[2])))
+        # the TCP is still at the drawn point near the target
+        offset = _tcp(b.start_q) - spec.target
+        assert np.linalg.norm(offset[:2]) <= tilted.recovery_offset_m + 0.01
+        assert kin.within_limits(b.start_q).all()
+        assert b.pause_s != a.pause_s or b.pause_at != a.pause_at  # drawn after the tilt
+    assert max(tilts) <= 15.5 and max(tilts) > 5.0  # within the bound, and not all upright
+    # tilt 0 draws nothing more: the plain variation of a seed is unchanged
+    spec = episode_spec(3, scene, 0.1)
+    zero = DemoVariation(recovery_fraction=1.0, pause_fraction=1.0, recovery_tilt_deg=0.0)
+    np.testing.assert_array_equal(
+        draw_variation(3, spec.q0, spec.target, zero).start_q,
+        draw_variation(3, spec.q0, spec.target, plain).start_q,
+    )
 
 
 def test_stop_plan_brakes_then_holds():

@@ -249,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
         help='offline: share of episodes starting at rest near the target instead of home',
     )
     p.add_argument(
+        '--recovery-tilt-deg',
+        type=float,
+        default=0.0,
+        help='offline: largest tilt of the tool from straight down at a recovery start, deg',
+    )
+    p.add_argument(
         '--pause-fraction',
         type=float,
         default=0.0,
@@ -289,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 variation=DemoVariation(
                     recovery_fraction=args.recovery_fraction,
                     pause_fraction=args.pause_fraction,
+                    recovery_tilt_deg=args.recovery_tilt_deg,
                 ),
             )
             episodes = record_offline(

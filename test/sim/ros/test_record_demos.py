@@ -22,6 +22,7 @@ def test_parser_defaults_and_options():
     assert (args.episodes, args.seed, args.storage, args.workers) == (10, 0, 'mcap', 1)
     assert (args.image_width, args.image_height, args.camera_hz) == (128, 96, 15.0)
     assert not args.via_dds and args.recovery_fraction == args.pause_fraction == 0.0
+    assert args.recovery_tilt_deg == 0.0
     with pytest.raises(SystemExit):
         record_demos.build_parser().parse_args(['--out', 'x', '--storage', 'rosbag1'])
 
@@ -37,11 +38,14 @@ def test_main_passes_the_options_on_and_reports_errors(
 
     monkeypatch.setattr(record_demos, 'record_offline', fake_offline)
     argv = ['--out', str(tmp_path), '--episodes', '3', '--seed', '4', '--workers', '2',
-            '--camera-hz', '10', '--pause-fraction', '0.5', '--image-width', '64', '--quiet']
+            '--camera-hz', '10', '--pause-fraction', '0.5', '--image-width', '64', '--quiet',
+            '--recovery-fraction', '0.3', '--recovery-tilt-deg', '12.5']
     assert record_demos.main(argv) == 0
     (out, seeds, options, workers, verbose), = calls
     assert (out, seeds, workers, verbose) == (tmp_path, [4, 5, 6], 2, False)
     assert options.rates.camera_hz == 10.0 and options.variation.pause_fraction == 0.5
+    assert options.variation.recovery_fraction == 0.3
+    assert options.variation.recovery_tilt_deg == 12.5
     assert options.scene.image_width == 64
     assert 'expert success rate 67%' in capsys.readouterr().out
 
