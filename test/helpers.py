@@ -237,3 +237,24 @@ class PolicyNodePeer:
 
         rclpy.try_shutdown(context=self.context)
         self.thread.join(5)
+
+
+def curve_outcome(seed: int, distance: float) -> dict:
+    """Return one closed-loop episode as the learning curve records it (an ``Outcome``)."""
+    return {
+        'seed': seed,
+        'final_distance': distance,
+        'success_3cm': distance <= 0.03,
+        'success_5cm': distance <= 0.05,
+    }
+
+
+def curve_results() -> dict[tuple[int, int], list[dict]]:
+    """Hand-made ``{(demonstrations, train_seed): episodes}``, given out of order on purpose."""
+    o = curve_outcome
+    return {
+        (100, 1): [o(0, 0.01), o(1, 0.02), o(2, 0.04), o(3, 0.30)],
+        (50, 1): [o(0, 0.04), o(1, 0.50), o(2, 0.20), o(3, 0.10)],
+        (100, 0): [o(0, 0.01), o(1, 0.01), o(2, 0.02), o(3, 0.045)],
+        (50, 0): [o(0, 0.02), o(1, 0.06), o(2, 0.30), o(3, 0.40)],
+    }

@@ -4,20 +4,12 @@ import dataclasses
 import json
 from pathlib import Path
 
+from helpers import curve_outcome, curve_results
 from kinova_policy_ros import learning_curve as lc
 from kinova_policy_ros import learning_curve_report as lcr
 from kinova_policy_ros.core.errors import ConfigError
 from kinova_policy_ros.sim.eval_metrics import wilson_interval
 import pytest
-
-
-def outcome(seed: int, distance: float) -> lcr.Outcome:
-    return {
-        'seed': seed,
-        'final_distance': distance,
-        'success_3cm': distance <= 0.03,
-        'success_5cm': distance <= 0.05,
-    }
 
 
 def settings(tmp_path: Path, **changes: object) -> lc.Settings:
@@ -105,35 +97,25 @@ def test_a_used_out_needs_resume_and_the_same_settings(tmp_path: Path):
 def test_resume_reuses_a_finished_evaluation(tmp_path: Path, monkeypatch):
     s = settings(tmp_path, resume=True, eval_episodes=2)
     run_dir, ckpt = tmp_path / 'n50_s0', Path('checkpoints') / 'step_001000'
-    saved = [outcome(0, 0.01), outcome(1, 0.2)]
+    saved = [curve_outcome(0, 0.01), curve_outcome(1, 0.2)]
     lcr.write_json(
         run_dir / 'eval.json',
         {'checkpoint': ckpt.name, 'eval': 'inprocess', 'seeds': [0, 1], 'episodes': saved},
     )
-    monkeypatch.setattr(lc, 'evaluate_inprocess', lambda *a: [outcome(0, 9.0)])
+    monkeypatch.setattr(lc, 'evaluate_inprocess', lambda *a: [curve_outcome(0, 9.0)])
     assert lc.evaluate_run(s, ckpt, run_dir) == saved
     # other held-out seeds: evaluated again (and saved)
     again = lc.evaluate_run(dataclasses.replace(s, eval_episodes=1), ckpt, run_dir)
-    assert again == [outcome(0, 9.0)]
+    assert again == [curve_outcome(0, 9.0)]
     assert json.loads((run_dir / 'eval.json').read_text())['seeds'] == [0]
 
 
 # -- aggregation and outputs -------------------------------------------------------------------
 
 
-def hand_made_results() -> dict[tuple[int, int], list[lcr.Outcome]]:
-    # given out of order: the rows come out by count, the seeds ascending
-    return {
-        (100, 1): [outcome(0, 0.01), outcome(1, 0.02), outcome(2, 0.04), outcome(3, 0.30)],
-        (50, 1): [outcome(0, 0.04), outcome(1, 0.50), outcome(2, 0.20), outcome(3, 0.10)],
-        (100, 0): [outcome(0, 0.01), outcome(1, 0.01), outcome(2, 0.02), outcome(3, 0.045)],
-        (50, 0): [outcome(0, 0.02), outcome(1, 0.06), outcome(2, 0.30), outcome(3, 0.40)],
-    }
-
-
 def test_write_outputs_writes_the_json_the_table_and_the_plot(tmp_path: Path):
     s = settings(tmp_path, steps=12)
-    summary = lc.write_outputs(s, hand_made_results(), {'record': 1.0})
+    summary = lc.write_outputs(s, curve_results(), {'record': 1.0})
     saved = json.loads((s.out / 'learning_curve.json').read_text())
     assert saved == json.loads(json.dumps(summary))
     assert saved['settings']['demos'] == [50, 100] and saved['train_steps'] == 12
@@ -141,7 +123,7 @@ def test_write_outputs_writes_the_json_the_table_and_the_plot(tmp_path: Path):
     assert [(r['demonstrations'], r['train_seed']) for r in saved['runs']] == [
         (50, 0), (50, 1), (100, 0), (100, 1)
     ]
-    assert saved['runs'][0]['episodes'][1] == outcome(1, 0.06)
+    assert saved['runs'][0]['episodes'][1] == curve_outcome(1, 0.06)
     assert saved['timings_s'] == {'record': 1.0}
     assert (s.out / 'learning_curve.md').read_text().count('\n| ') == 3
     assert (s.out / 'learning_curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -4,32 +4,14 @@ import json
 import math
 from pathlib import Path
 
+from helpers import curve_results
 from kinova_policy_ros import learning_curve_report as lcr
 from kinova_policy_ros.sim.eval_metrics import wilson_interval
 import pytest
 
 
-def outcome(seed: int, distance: float) -> lcr.Outcome:
-    return {
-        'seed': seed,
-        'final_distance': distance,
-        'success_3cm': distance <= 0.03,
-        'success_5cm': distance <= 0.05,
-    }
-
-
-def hand_made_results() -> dict[tuple[int, int], list[lcr.Outcome]]:
-    # given out of order: the rows come out by count, the seeds ascending
-    return {
-        (100, 1): [outcome(0, 0.01), outcome(1, 0.02), outcome(2, 0.04), outcome(3, 0.30)],
-        (50, 1): [outcome(0, 0.04), outcome(1, 0.50), outcome(2, 0.20), outcome(3, 0.10)],
-        (100, 0): [outcome(0, 0.01), outcome(1, 0.01), outcome(2, 0.02), outcome(3, 0.045)],
-        (50, 0): [outcome(0, 0.02), outcome(1, 0.06), outcome(2, 0.30), outcome(3, 0.40)],
-    }
-
-
 def test_aggregate_counts_per_seed_and_pooled():
-    rows = lcr.aggregate(hand_made_results())
+    rows = lcr.aggregate(curve_results())
     assert [r['demonstrations'] for r in rows] == [50, 100]
     assert [[s['train_seed'] for s in r['per_seed']] for r in rows] == [[0, 1], [0, 1]]
     fifty, hundred = rows
@@ -53,7 +35,7 @@ def test_aggregate_counts_per_seed_and_pooled():
 
 
 def test_markdown_table_has_one_row_per_count():
-    table = lcr.markdown_table(lcr.aggregate(hand_made_results()), 'curve')
+    table = lcr.markdown_table(lcr.aggregate(curve_results()), 'curve')
     lines = table.splitlines()
     assert lines[0] == '# curve'
     assert lines[2].startswith('| demonstrations | training seeds | episodes | success ≤ 3 cm')
