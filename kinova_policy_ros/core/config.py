@@ -61,8 +61,6 @@ __all__ = [
 FITS = ('center_crop', 'stretch')
 
 
-
-
 @dataclass
 class DataConfig:
     """How episodes become samples (docs/data.md)."""

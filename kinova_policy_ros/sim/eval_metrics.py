@@ -46,6 +46,8 @@ SUCCESS_3CM = 0.03
 SUCCESS_5CM = 0.05
 TASK_STATE_TOPIC = '/sim_node/task_state'
 INPUT_PROBLEM_STATES = ('stale input', 'invalid input', 'error')
+
+
 def float_or_none(value: str | float | None) -> float | None:
     """Return ``value`` as a finite float, None when it is not a finite number."""
     if value is None:

@@ -69,7 +69,7 @@ def _dip_minima(
         j = i
         while j + 1 < t.size and dips[j + 1]:
             j += 1
-        k = i + int(np.argmin(speed[i : j + 1]))
+        k = i + int(np.argmin(speed[i:j + 1]))
         minima.append((k, float(around[k])))
         i = j + 1
     return minima

@@ -30,7 +30,7 @@ def test_expert_policy_succeeds_through_the_policy_node_semantics(sim):
     # the expert's plans: executed within their predictions, no slow-down they did not ask for
     fine = result.fine_t_s.size
     assert fine > n and result.fine_in_prediction.shape == (fine,)
-    assert result.fine_in_prediction[fine // 10 :].mean() > 0.9
+    assert result.fine_in_prediction[fine // 10:].mean() > 0.9
     assert result.summary()['handover_dips'] == 0
     again = run_policy_episode(sim, policy, seed=21, duration_s=6.5, command_delay_s=0.02)
     np.testing.assert_array_equal(again.q, result.q)  # deterministic for a seed
