@@ -376,7 +376,8 @@ def progress_line(e: Mapping[str, Any], index: int, total: int) -> str:
         f'{1000 * e["final_distance"]:.1f} mm (min {1000 * e["min_distance"]:.1f} mm), '
         f'{"success" if e["success_3cm"] else "no success"} within 3 cm, '
         f'{e["commands_received"]} commands, max chunk jump '
-        f'{e["max_chunk_velocity_jump"]:.3f} rad/s, speed dips {e.get("speed_dips")}'
+        f'{e["max_chunk_velocity_jump"]:.3f} rad/s, speed dips {e.get("speed_dips")} '
+        f'({e.get("handover_dips")} not in the plans)'
         + (f', latency p50 {lat:.1f} ms' if lat is not None else '')
     )
 

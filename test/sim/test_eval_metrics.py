@@ -213,7 +213,9 @@ def test_progress_and_summary_lines():
     line = em.progress_line(e, 2, 5)
     assert line.startswith('closed loop over DDS [2/5] seed 4: final distance 12.3 mm')
     assert 'success within 3 cm' in line and line.endswith('latency p50 9.2 ms')
-    assert 'speed dips None' in line  # not measured in this episode
+    assert 'speed dips None (None not in the plans)' in line  # not measured in this episode
+    e['speed_dips'], e['handover_dips'] = 3, 1
+    assert 'speed dips 3 (1 not in the plans), latency' in em.progress_line(e, 2, 5)
     e['inference_latency_p50_ms'] = None
     assert 'latency' not in em.progress_line(e, 2, 5)
     s = em.summarize([e, _episode(5, 0.1001, [])], 12.0)
