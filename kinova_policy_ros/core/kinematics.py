@@ -234,6 +234,13 @@ def fk(q: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
     return t[..., :3, 3].copy(), matrix_to_rpy(t[..., :3, :3])
 
 
+def point_along_z(pose: npt.ArrayLike, offset: float) -> FloatArray:
+    """Point ``offset`` metres along the z axis of ``pose`` ``[..., 4, 4]``: ``[..., 3]``."""
+    t = np.asarray(pose, dtype=np.float64)
+    point: FloatArray = t[..., :3, 3] + offset * t[..., :3, 2]
+    return point
+
+
 def tool_point(q: npt.ArrayLike, offset: float) -> FloatArray:
     """
     Position of the point ``offset`` metres along the z axis of ``end_effector_link``, batched.
@@ -241,9 +248,7 @@ def tool_point(q: npt.ArrayLike, offset: float) -> FloatArray:
     ``q`` is ``[..., 7]``; returns ``[..., 3]`` in ``base_link`` (``offset`` 0: ``fk``'s xyz; the
     Robotiq 2F-85's tool centre point, between the fingertips: 0.1086).
     """
-    t = joint_frames(q)[..., 7, :, :]
-    point: FloatArray = t[..., :3, 3] + offset * t[..., :3, 2]
-    return point
+    return point_along_z(joint_frames(q)[..., 7, :, :], offset)
 
 
 def tool_matrix(offset: float) -> FloatArray:

@@ -28,6 +28,7 @@ from kinova_policy_ros.sim.smoothness import (
     boundary_jump_p95,
     handover_dips,
     jerk_rms,
+    prediction_end_s,
     speed_dips,
 )
 from kinova_policy_ros.sim.trajectory import TrajectoryCommand, TrajectoryFollower
@@ -127,9 +128,9 @@ class _Controller:
         self.pending: list[tuple[int, TrajectoryCommand]] = []  # (arrival ns, command)
         self.jumps: list[float] = []
         self.replaced_at: list[float] = []
-        self.trace: list[tuple[float, FloatArray, FloatArray, float]] = []  # t, dq, dq_cmd, d
-        self.in_prediction: list[bool] = []  # per trace row: within the plan's predicted points
-        self.prediction_end_ns = -1  # the running plan's second-to-last point
+        # t, dq, dq_cmd, distance, within the running plan's prediction
+        self.trace: list[tuple[float, FloatArray, FloatArray, float, bool]] = []
+        self.prediction_end_ns = -1  # when the running plan's prediction ends
 
     def advance(self, until_ns: int) -> None:
         """Run physics to ``until_ns``, delivering the commands that arrive on the way."""
@@ -146,28 +147,29 @@ class _Controller:
                 if before is not None and after is not None:
                     self.jumps.append(float(np.max(np.abs(after[1] - before[1]))))
                     self.replaced_at.append(sim.time)
-                tfs = list(cmd.time_from_start)
-                start_ns = max(now, cmd.stamp_ns)
-                self.prediction_end_ns = start_ns + round(tfs[max(len(tfs) - 2, 0)] * 1e9)
+                end_s = prediction_end_s(cmd.time_from_start)
+                self.prediction_end_ns = max(now, cmd.stamp_ns) + round(end_s * 1e9)
             desired = self.follower.sample(now)
             if desired is None:
                 sim.hold()
             else:
                 sim.step(desired[0], desired[1])
             dq_cmd = np.zeros(kin.NUM_JOINTS) if desired is None else desired[1]
-            self.trace.append((sim.time, sim.joint_velocities(), dq_cmd, sim.distance()))
-            self.in_prediction.append(desired is not None and now <= self.prediction_end_ns)
+            in_prediction = desired is not None and now <= self.prediction_end_ns
+            self.trace.append(
+                (sim.time, sim.joint_velocities(), dq_cmd, sim.distance(), in_prediction)
+            )
 
     def fine(self) -> dict[str, npt.NDArray[Any]]:
         """Return the per-physics-step traces as arrays."""
-        t, dq, dq_cmd, d = zip(*self.trace) if self.trace else ((), (), (), ())
+        t, dq, dq_cmd, d, pred = zip(*self.trace) if self.trace else ((), (), (), (), ())
         return {
             'fine_t_s': np.asarray(t, dtype=np.float64),
             'fine_dq': np.asarray(dq, dtype=np.float64).reshape(-1, kin.NUM_JOINTS),
             'fine_dq_cmd': np.asarray(dq_cmd, dtype=np.float64).reshape(-1, kin.NUM_JOINTS),
             'fine_distance': np.asarray(d, dtype=np.float64),
             'replaced_at_s': np.asarray(self.replaced_at, dtype=np.float64),
-            'fine_in_prediction': np.asarray(self.in_prediction, dtype=bool),
+            'fine_in_prediction': np.asarray(pred, dtype=bool),
         }
 
 

@@ -48,9 +48,7 @@ class CameraIntrinsics:
 
 def tcp_point(ee: npt.ArrayLike, offset: float) -> FloatArray:
     """Point ``offset`` metres along the z axis of the pose ``ee`` ``[4, 4]`` (its TCP)."""
-    t = np.asarray(ee, dtype=np.float64)
-    point: FloatArray = t[:3, 3] + offset * t[:3, 2]
-    return point
+    return kin.point_along_z(ee, offset)
 
 
 def intrinsics_from_fovy(width: int, height: int, fovy_deg: float) -> FloatArray:

@@ -20,12 +20,18 @@ The closed-loop evaluations (in process, :mod:`~kinova_policy_ros.sim.closed_loo
 """
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ['boundary_jump_p95', 'commanded_velocity', 'handover_dips', 'jerk_rms', 'speed_dips']
+__all__ = [
+    'boundary_jump_p95',
+    'commanded_velocity',
+    'handover_dips',
+    'jerk_rms',
+    'prediction_end_s',
+    'speed_dips',
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -123,6 +129,21 @@ def handover_dips(
     )
 
 
+def prediction_end_s(time_from_start: Sequence[float]) -> float:
+    """
+    Return when a published plan's prediction ends, in s from its start.
+
+    That is its second-to-last point: the last is the rest the trajectory ends at (a one-point
+    plan: that point).
+    """
+    return float(time_from_start[max(len(time_from_start) - 2, 0)])
+
+
+def _interp_rows(rel: FloatArray, times: FloatArray, points: FloatArray) -> FloatArray:
+    """Interpolate ``points [P, J]`` given at ``times [P]`` at ``rel [N]``: ``[N, J]``."""
+    return np.stack([np.interp(rel, times, points[:, j]) for j in range(points.shape[1])], axis=-1)
+
+
 def commanded_velocity(
     t_s: npt.ArrayLike,
     plans: Sequence[tuple[float, Sequence[float], Sequence[Sequence[float]]]],
@@ -131,11 +152,10 @@ def commanded_velocity(
     Return the commanded velocity at each of ``t_s [N]``, and whether it is within a prediction.
 
     The velocity is the one the latest plan commands. ``plans`` are ``(start_s,
-    time_from_start [P], velocities [P][J])`` in start order, as published: the last point is
-    the rest the trajectory ends at, so the prediction ends at the second-to-last point. As a
-    ``joint_trajectory_controller`` does, a plan runs from the commanded state at its start (the
-    previous plan's velocity then; zero for the first) to its first point. Before the first
-    plan: zero velocity, not in a prediction.
+    time_from_start [P], velocities [P][J])`` in start order, as published (the prediction ends
+    at :func:`prediction_end_s`). As a ``joint_trajectory_controller`` does, a plan runs from
+    the commanded state at its start (the previous plan's velocity then; zero for the first) to
+    its first point. Before the first plan: zero velocity, not in a prediction.
     """
     t = np.asarray(t_s, dtype=np.float64)
     starts = np.asarray([p[0] for p in plans], dtype=np.float64)
@@ -150,17 +170,13 @@ def commanded_velocity(
             continue
         times = np.concatenate([[0.0], np.asarray(tfs, dtype=np.float64)])  # [P+1]
         points = np.concatenate([v_start[None], v])  # [P+1,J]
-
-        def at(rel: FloatArray, times: FloatArray = times, points: FloatArray = points) -> Any:
-            return np.stack([np.interp(rel, times, points[:, j]) for j in range(joints)], axis=-1)
-
         rows = np.flatnonzero(active == p)
         if rows.size:
             rel = t[rows] - start
-            dq[rows] = at(rel)
-            pred[rows] = rel <= times[max(len(times) - 2, 1)]
+            dq[rows] = _interp_rows(rel, times, points)
+            pred[rows] = rel <= prediction_end_s(tfs)
         if p + 1 < len(plans):
-            v_start = at(np.asarray([plans[p + 1][0] - start]))[0]
+            v_start = _interp_rows(np.asarray([plans[p + 1][0] - start]), times, points)[0]
     return dq, pred
 
 

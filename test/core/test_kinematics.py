@@ -51,6 +51,8 @@ def test_fk_is_batched_and_matches_fk_matrix():
 def test_tool_point_lies_along_the_end_effector_z_and_is_batched():
     q = _random_q(np.random.default_rng(2), 6).reshape(2, 3, 7)
     np.testing.assert_allclose(kin.tool_point(q, 0.0), kin.fk(q)[0], atol=1e-12)
+    frames = kin.joint_frames(q)[..., 7, :, :]
+    np.testing.assert_allclose(kin.point_along_z(frames, 0.1), kin.tool_point(q, 0.1), atol=1e-12)
     tcp = kin.tool_point(q, 0.1086)
     assert tcp.shape == (2, 3, 3)
     for idx in np.ndindex(2, 3):

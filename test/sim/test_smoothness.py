@@ -5,6 +5,7 @@ from kinova_policy_ros.sim.smoothness import (
     commanded_velocity,
     handover_dips,
     jerk_rms,
+    prediction_end_s,
     speed_dips,
 )
 import numpy as np
@@ -72,6 +73,7 @@ def test_commanded_velocity_follows_the_latest_plan_and_marks_its_ramp_to_rest()
     np.testing.assert_allclose(dq[:, 1], [0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 0.0])
     # before any plan, and past the second-to-last point (0.3 s) of the running plan: not
     assert pred.tolist() == [False, True, True, False, False, True, True, False]
+    assert prediction_end_s(tfs) == 0.3 and prediction_end_s([0.5]) == 0.5
     # replaced at 0.2 s while plan a commands 1.0 rad/s: plan b starts from there
     dq, _ = commanded_velocity(np.array([0.2, 0.25, 0.3]), [plan_a, (0.2, *plan_b[1:])])
     np.testing.assert_allclose(dq, [[1.0, 0.0], [0.5, 1.0], [0.0, 2.0]], atol=1e-12)
