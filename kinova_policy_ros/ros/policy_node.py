@@ -330,11 +330,15 @@ class PolicyNode(Node):
         if self._command_pub is not None:
             self._command_pub.publish(msg)
         latency_s = (now_ns(self) - tick_ns) * 1e-9
-        # For plotting: after the command, off its path.
-        self._predicted_pub.publish(
-            predicted_msg(pred, tick_ns, self.dt, self.mapping.command_names, self._command_index)
-        )
-        if self._fk_index is not None:
+        # For plotting: after the command, off its path, and only built when someone listens
+        # (forward kinematics and two messages built in Python: ~0.6 ms the next tick waits for).
+        if self._predicted_pub.get_subscription_count() > 0:
+            self._predicted_pub.publish(
+                predicted_msg(
+                    pred, tick_ns, self.dt, self.mapping.command_names, self._command_index
+                )
+            )
+        if self._fk_index is not None and self._path_pub.get_subscription_count() > 0:
             self._path_pub.publish(
                 predicted_path_msg(
                     pred[:, self._fk_index], tick_ns, self.dt, self.settings.base_frame

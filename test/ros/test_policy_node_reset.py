@@ -12,10 +12,11 @@ the planner's book when the next episode starts from another pose).
 from collections.abc import Iterator
 from pathlib import Path
 
-from helpers import node_checkpoint
+from helpers import node_checkpoint, wait_for
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.ros.diagnostics import INVALID, RUNNING, WAITING
 from kinova_policy_ros.ros.policy_node import PolicyNode
+from nav_msgs.msg import Path as PathMsg
 import numpy as np
 import pytest
 import rclpy
@@ -144,4 +145,49 @@ def test_an_input_fault_keeps_the_running_command(
         drv.feed(Q_A)
         assert drv.step() == RUNNING and len(drv.commands) == 2
     finally:
+        drv.close()
+
+
+def plan_once(drv: Driver) -> None:
+    """Run control steps on fresh inputs until the node plans (every ``action_horizon`` steps)."""
+    before = len(drv.commands)
+    for _ in range(drv.node.action_horizon):
+        drv.feed(Q_A)
+        assert drv.step() == RUNNING
+        if len(drv.commands) > before:
+            return
+
+
+def test_plot_topics_are_built_only_for_subscribers(
+    checkpoint: Path, context: rclpy.context.Context
+):
+    # ~/predicted_trajectory and ~/predicted_ee_path are for plotting: without a subscriber the
+    # node skips building them (forward kinematics and messages), and builds both once one
+    # subscribes to each; the command is published either way.
+    drv = Driver(checkpoint, context)
+    listener = rclpy.create_node('plot_listener', context=context)
+    try:
+        sent: dict[str, list[object]] = {'predicted': [], 'path': []}
+        drv.node._predicted_pub.publish = sent['predicted'].append  # type: ignore[method-assign]
+        drv.node._path_pub.publish = sent['path'].append  # type: ignore[method-assign]
+        drv.feed(Q_A)
+        assert drv.step() == RUNNING and len(drv.commands) == 1
+        assert sent == {'predicted': [], 'path': []}
+        name = drv.node.get_name()
+        listener.create_subscription(
+            JointTrajectory, f'/{name}/predicted_trajectory', lambda _: None, 10
+        )
+        assert wait_for(lambda: drv.node._predicted_pub.get_subscription_count() == 1, 10.0)
+        plan_once(drv)
+        assert len(drv.commands) == 2
+        assert [len(v) for v in sent.values()] == [1, 0]
+        listener.create_subscription(PathMsg, f'/{name}/predicted_ee_path', lambda _: None, 10)
+        assert wait_for(lambda: drv.node._path_pub.get_subscription_count() == 1, 10.0)
+        plan_once(drv)
+        assert len(drv.commands) == 3
+        assert [len(v) for v in sent.values()] == [2, 1]
+        assert isinstance(sent['predicted'][-1], JointTrajectory)
+        assert isinstance(sent['path'][-1], PathMsg)
+    finally:
+        listener.destroy_node()
         drv.close()
