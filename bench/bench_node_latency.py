@@ -24,7 +24,11 @@ Usage::
 
     python bench/bench_node_latency.py [--iterations 300] [--device cpu] [--height 480 --width 640]
         [--transports default,shm] [--modes cache,full] [--checkpoint DIR]
-        [--node-param handover:=rest]
+        [--node-param handover:=rest] [--plots off,on]
+
+``--plots on`` subscribes this process to the node's plotting topics (``~/predicted_trajectory``
+and ``~/predicted_ee_path``), as RViz or Foxglove would; the node builds them only while someone
+listens, so ``off,on`` measures what a plotting tool costs the loop.
 """
 
 import argparse
@@ -42,14 +46,20 @@ from diagnostic_msgs.msg import DiagnosticArray
 from kinova_policy_ros.core import image_codec
 from kinova_policy_ros.testing.dds import claim_domain_id
 from kinova_policy_ros.testing.synthetic import HOME_Q, make_random_checkpoint
+from nav_msgs.msg import Path as PathMsg
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND_TOPIC = '/joint_trajectory_controller/joint_trajectory'
+PLOT_TOPICS = (
+    (JointTrajectory, '/kinova_policy/predicted_trajectory'),
+    (PathMsg, '/kinova_policy/predicted_ee_path'),
+)
 
 
 def _start_node(
@@ -85,6 +95,10 @@ def _start_node(
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def _ignore(msg: object) -> None:
+    """Take a plotting message and drop it."""
+
+
 class Driver:
     """Publishes one observation at a time and times the command that answers it."""
 
@@ -115,10 +129,21 @@ class Driver:
         self.node.create_subscription(JointTrajectory, COMMAND_TOPIC, self._on_command, 10)
         self.diagnostics: dict[str, str] = {}
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
+        self.plot_subs: list[Subscription] = []
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
+
+    def listen_to_plots(self, on: bool) -> None:
+        """Subscribe to the node's plotting topics (on), or drop those subscriptions (off)."""
+        for sub in self.plot_subs:
+            self.node.destroy_subscription(sub)
+        self.plot_subs = (
+            [self.node.create_subscription(t, name, _ignore, 10) for t, name in PLOT_TOPICS]
+            if on
+            else []
+        )
 
     def _on_command(self, msg: JointTrajectory) -> None:
         self.t_received = time.perf_counter()
@@ -226,18 +251,21 @@ def run_child(args: argparse.Namespace) -> None:
         )
         driver = Driver(args.height, args.width, tuple(args.depth_hw) if args.depth_hw else None)
         try:
-            for mode in args.modes.split(','):
-                res = run_mode(
-                    driver,
-                    checkpoint,
-                    args.device,
-                    mode == 'cache',
-                    args.iterations,
-                    args.warmup,
-                    not args.best_effort,
-                    args.node_param,
-                )
-                print('RESULT ' + json.dumps({'mode': mode, **res}), flush=True)
+            for plots in args.plots.split(','):
+                driver.listen_to_plots(plots == 'on')
+                for mode in args.modes.split(','):
+                    res = run_mode(
+                        driver,
+                        checkpoint,
+                        args.device,
+                        mode == 'cache',
+                        args.iterations,
+                        args.warmup,
+                        not args.best_effort,
+                        args.node_param,
+                    )
+                    out = {'mode': mode, 'plots': plots, **res}
+                    print('RESULT ' + json.dumps(out), flush=True)
         finally:
             driver.close()
 
@@ -279,8 +307,15 @@ def main() -> None:
         metavar='NAME:=VALUE',
         help='extra policy_node parameter (repeatable), e.g. torch_num_threads:=2',
     )
+    parser.add_argument(
+        '--plots',
+        default='off',
+        help="off, on or both: whether this process subscribes to the node's plotting topics",
+    )
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not set(args.plots.split(',')) <= {'off', 'on'}:
+        parser.error(f'--plots: expected off, on or off,on, got {args.plots!r}')
     if args.child:
         run_child(args)
         return
@@ -321,14 +356,15 @@ def main() -> None:
         f'image QoS {"best effort" if args.best_effort else "reliable"})'
     )
     print(
-        '| transport | mode | p50 ms | p90 ms | p99 ms | max ms | n | lost '
-        '| in-node p50 / p99 ms |'
+        '| transport | mode | plotting subscribers | p50 ms | p90 ms | p99 ms | max ms | n '
+        '| lost | in-node p50 / p99 ms |'
     )
-    print('|---|---|---|---|---|---|---|---|---|')
+    print('|---|---|---|---|---|---|---|---|---|---|')
     for transport, res in rows:
         name = 'frame cache (default)' if res['mode'] == 'cache' else 'full-window recompute'
         print(
-            f'| {TRANSPORT_NAMES[transport]} | {name} | {res["p50_ms"]:.2f} | {res["p90_ms"]:.2f} '
+            f'| {TRANSPORT_NAMES[transport]} | {name} | {res["plots"]} '
+            f'| {res["p50_ms"]:.2f} | {res["p90_ms"]:.2f} '
             f'| {res["p99_ms"]:.2f} | {res["max_ms"]:.2f} | {int(res["n"])} '
             f'| {int(res["timeouts"])} | {res["node_p50_ms"]:.2f} / {res["node_p99_ms"]:.2f} |'
         )
