@@ -371,7 +371,10 @@ class SimNode(Node):
     # -- callbacks -------------------------------------------------------------------------------
     def _on_command(self, msg: JointTrajectory) -> None:
         self._advance()
-        now = self._now_ns()
+        # Arrival on the physics clock (whole 2 ms steps, up to one step behind the node clock):
+        # the follower is sampled on it, so a start on the node clock would put the next physics
+        # steps before the trajectory's start, where a controller holds still (no velocity).
+        now = self._offset_ns + self.sim.time_ns
         try:
             self.follower.set_trajectory(
                 msg_to_command(msg),
