@@ -61,7 +61,7 @@ def _run_for(node: SimNode, seconds: float) -> None:
 
 def test_a_replacement_starts_where_the_next_physics_step_samples(node: SimNode):
     node._advance()
-    node._on_command(_trajectory(node.sim.joint_positions(wrapped=False)))
+    node._on_command(_trajectory(node.sim.joint_positions()))  # as reported, as a node sends
     for _ in range(3):
         _run_for(node, 0.2)  # at cruise speed
         physics_ns = node._offset_ns + node.sim.time_ns
