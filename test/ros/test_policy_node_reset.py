@@ -87,6 +87,15 @@ class Driver:
         self.node._on_tick()
         return self.node.status.state
 
+    def plan_once(self, q: np.ndarray) -> None:
+        """Run control steps on fresh inputs until the node plans (every ``action_horizon``)."""
+        before = len(self.commands)
+        for _ in range(self.node.action_horizon):
+            self.feed(q)
+            assert self.step() == RUNNING
+            if len(self.commands) > before:
+                return
+
     def close(self) -> None:
         self.node.destroy_node()
 
@@ -148,16 +157,6 @@ def test_an_input_fault_keeps_the_running_command(
         drv.close()
 
 
-def plan_once(drv: Driver) -> None:
-    """Run control steps on fresh inputs until the node plans (every ``action_horizon`` steps)."""
-    before = len(drv.commands)
-    for _ in range(drv.node.action_horizon):
-        drv.feed(Q_A)
-        assert drv.step() == RUNNING
-        if len(drv.commands) > before:
-            return
-
-
 def test_plot_topics_are_built_only_for_subscribers(
     checkpoint: Path, context: rclpy.context.Context
 ):
@@ -178,12 +177,12 @@ def test_plot_topics_are_built_only_for_subscribers(
             JointTrajectory, f'/{name}/predicted_trajectory', lambda _: None, 10
         )
         assert wait_for(lambda: drv.node._predicted_pub.get_subscription_count() == 1, 10.0)
-        plan_once(drv)
+        drv.plan_once(Q_A)
         assert len(drv.commands) == 2
         assert [len(v) for v in sent.values()] == [1, 0]
         listener.create_subscription(PathMsg, f'/{name}/predicted_ee_path', lambda _: None, 10)
         assert wait_for(lambda: drv.node._path_pub.get_subscription_count() == 1, 10.0)
-        plan_once(drv)
+        drv.plan_once(Q_A)
         assert len(drv.commands) == 3
         assert [len(v) for v in sent.values()] == [2, 1]
         assert isinstance(sent['predicted'][-1], JointTrajectory)

@@ -324,6 +324,10 @@ class SimNode(Node):
     def _now_ns(self) -> int:
         return now_ns(self)
 
+    def _physics_ns(self) -> int:
+        """Return the physics time on the node clock's base (where the next step samples)."""
+        return self._offset_ns + self.sim.time_ns
+
     def _advance(self) -> None:
         """Step physics until the simulated time reaches the node clock."""
         target = self._now_ns() - self._offset_ns
@@ -334,7 +338,7 @@ class SimNode(Node):
         if behind // dt_ns > max_steps:  # too far behind (a stall): drop the missing time
             self._offset_ns += (behind // dt_ns - max_steps) * dt_ns
         for _ in range(int(steps)):
-            desired = self.follower.sample(self._offset_ns + self.sim.time_ns)
+            desired = self.follower.sample(self._physics_ns())
             if desired is None:
                 self.sim.hold()
             else:
@@ -374,7 +378,7 @@ class SimNode(Node):
         # Arrival on the physics clock (whole 2 ms steps, up to one step behind the node clock):
         # the follower is sampled on it, so a start on the node clock would put the next physics
         # steps before the trajectory's start, where a controller holds still (no velocity).
-        now = self._offset_ns + self.sim.time_ns
+        now = self._physics_ns()
         try:
             self.follower.set_trajectory(
                 msg_to_command(msg),

@@ -64,12 +64,11 @@ def test_a_replacement_starts_where_the_next_physics_step_samples(node: SimNode)
     node._on_command(_trajectory(node.sim.joint_positions()))  # as reported, as a node sends
     for _ in range(3):
         _run_for(node, 0.2)  # at cruise speed
-        physics_ns = node._offset_ns + node.sim.time_ns
-        running = node.follower.sample(physics_ns)
+        running = node.follower.sample(node._physics_ns())
         assert running is not None
         time.sleep(0.0011)  # arrive between two physics steps
         node._on_command(_trajectory(running[0]))
-        next_step_ns = node._offset_ns + node.sim.time_ns  # what the next step samples
+        next_step_ns = node._physics_ns()  # what the next step samples
         active = node.follower.active
         assert active is not None
         assert active.start_ns == next_step_ns
