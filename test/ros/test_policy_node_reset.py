@@ -14,6 +14,7 @@ from pathlib import Path
 
 from helpers import node_checkpoint, wait_for
 from kinova_policy_ros.core import image_codec
+from kinova_policy_ros.ros import policy_node
 from kinova_policy_ros.ros.diagnostics import INVALID, RUNNING, WAITING
 from kinova_policy_ros.ros.policy_node import PolicyNode
 from nav_msgs.msg import Path as PathMsg
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
+from rclpy.time import Time
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
@@ -32,6 +34,17 @@ Q_B = np.array([-0.4, 0.6, -2.7, -1.9, 0.3, 0.6, 1.2])  # the next episode's sta
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return node_checkpoint(tmp_path_factory.mktemp('reset') / 'ckpt', seed=5)
+
+
+class FrozenClock:
+    """The policy node's clock, moved only by the test: a plan's latency is what the test says."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.ns = 1_700_000_000_000_000_000
+        monkeypatch.setattr(policy_node, 'now_ns', lambda _node: self.ns)
+
+    def advance(self, seconds: float) -> None:
+        self.ns += round(seconds * 1e9)
 
 
 @pytest.fixture
@@ -47,7 +60,13 @@ def context() -> Iterator[rclpy.context.Context]:
 class Driver:
     """A policy node whose control steps run when called, and the commands it published."""
 
-    def __init__(self, checkpoint: Path, context: rclpy.context.Context) -> None:
+    def __init__(
+        self,
+        checkpoint: Path,
+        context: rclpy.context.Context,
+        clock: FrozenClock | None = None,
+    ) -> None:
+        self.clock = clock
         self.node = PolicyNode(
             context=context,
             parameter_overrides=[
@@ -67,9 +86,11 @@ class Driver:
         self.rgb = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
         self.depth = rng.uniform(0.3, 1.5, (24, 32)).astype(np.float32)
 
+    def now_ns(self) -> int:
+        return self.clock.ns if self.clock is not None else self.node.get_clock().now().nanoseconds
+
     def feed(self, q: np.ndarray, frames: bool = True) -> None:
-        now = self.node.get_clock().now()
-        stamp = now.to_msg()
+        stamp = Time(nanoseconds=self.now_ns()).to_msg()
         if frames:
             rgb = Image()
             image_codec.fill_image_msg(rgb, image_codec.encode_rgb8(self.rgb))
@@ -105,27 +126,36 @@ def _positions(msg: JointTrajectory) -> np.ndarray:
 
 
 def test_reset_survives_the_steps_that_wait_for_fresh_frames(
-    checkpoint: Path, context: rclpy.context.Context
+    checkpoint: Path, context: rclpy.context.Context, monkeypatch: pytest.MonkeyPatch
 ):
-    drv = Driver(checkpoint, context)
-    fresh = Driver(checkpoint, context)
+    # Both nodes on one frozen clock: each plan is made with the same latency (the planner
+    # retimes the prediction by the time since the observation), so the plans compare exactly.
+    clock = FrozenClock(monkeypatch)
+    drv = Driver(checkpoint, context, clock)
+    fresh = Driver(checkpoint, context, clock)
     try:
         drv.feed(Q_A)
+        clock.advance(0.004)
         assert drv.step() == RUNNING and len(drv.commands) == 1  # episode A's first plan
-        assert drv.node.planner.running(drv.node.get_clock().now().nanoseconds) is not None
+        a_command = drv.node.planner.running(clock.ns)
+        assert a_command is not None
         drv.node.inputs.request_reset()  # ~/reset: the next episode starts at Q_B
+        clock.advance(0.02)
         drv.feed(Q_B, frames=False)
         assert drv.step() == WAITING  # the frames were forgotten: no observation yet
+        clock.advance(0.02)
         assert drv.step() == WAITING
         assert len(drv.commands) == 1
+        clock.advance(0.02)
         drv.feed(Q_B)
-        assert drv.step() == RUNNING and len(drv.commands) == 2
-        # The same first plan as a node that never saw episode A (up to the latency
-        # compensation of two different ticks): nothing of A's command.
         fresh.feed(Q_B)
+        clock.advance(0.004)
+        assert clock.ns < a_command.end_ns  # without the reset, A's command would still run
+        assert drv.step() == RUNNING and len(drv.commands) == 2
         assert fresh.step() == RUNNING and len(fresh.commands) == 1
+        # The same first plan as a node that never saw episode A: nothing of A's command.
         np.testing.assert_allclose(
-            _positions(drv.commands[1]), _positions(fresh.commands[0]), atol=1e-3
+            _positions(drv.commands[1]), _positions(fresh.commands[0]), rtol=0, atol=1e-9
         )
         # ... and the plan starts at the measured arm, not at episode A's command.
         first = _positions(drv.commands[1])[0]
