@@ -158,18 +158,20 @@ class Harness:
                 self.diagnostics.append((status, len(self.commands)))
 
     def publish_inputs(self) -> None:
+        # Published under the lock: once set_inputs() returns, nothing of the inputs it replaced
+        # is published any more (on a loaded machine this thread can be descheduled for longer
+        # than max_obs_age_s between reading an input and publishing it).
         stamp = self.node.get_clock().now().to_msg()
         with self.lock:
-            rgb, compressed, depth, joints = self.rgb, self.compressed, self.depth, self.joints
-        for msg, pub in (
-            (rgb, self.rgb_pub),
-            (compressed, self.compressed_pub),
-            (depth, self.depth_pub),
-            (joints, self.joints_pub),
-        ):
-            if msg is not None:
-                msg.header.stamp = stamp
-                pub.publish(msg)
+            for msg, pub in (
+                (self.rgb, self.rgb_pub),
+                (self.compressed, self.compressed_pub),
+                (self.depth, self.depth_pub),
+                (self.joints, self.joints_pub),
+            ):
+                if msg is not None:
+                    msg.header.stamp = stamp
+                    pub.publish(msg)
 
     def set_inputs(self, **inputs: Any) -> None:
         with self.lock:
