@@ -420,19 +420,23 @@ def _offline_error(
         positions=np.array([p.positions for p in previous.points]),
         velocities=np.array([p.velocities for p in previous.points]),
     )
+
+    def at(tau: float) -> float:  # the error with the take-over at plan time tau (ns)
+        return error(plan.sample(round(tau))[1])
+
     # A 5 ms grid of take-over times, then each of the three best refined to under a
     # microsecond (the velocity, and so the bounded command, moves by ~1e-5 per 4 microseconds
     # of take-over time at the acceleration bound: a coarser search cannot tell 1e-5 apart).
     end = float(plan.end_ns)
     taus = np.linspace(0.0, end, 241)
-    errors = np.array([error(plan.sample(round(tau))[1]) for tau in taus])
+    errors = np.array([at(tau) for tau in taus])
     best = min(at_rest, float(errors.min()))
     step = taus[1] - taus[0]
     for i in np.argsort(errors)[:3]:
         lo, hi = max(0.0, taus[i] - step), min(end, taus[i] + step)
         for _ in range(8):
             fine = np.linspace(lo, hi, 21)
-            errs = [error(plan.sample(round(tau))[1]) for tau in fine]
+            errs = [at(tau) for tau in fine]
             j = int(np.argmin(errs))
             best = min(best, errs[j])
             width = fine[1] - fine[0]

@@ -60,13 +60,7 @@ def context() -> Iterator[rclpy.context.Context]:
 class Driver:
     """A policy node whose control steps run when called, and the commands it published."""
 
-    def __init__(
-        self,
-        checkpoint: Path,
-        context: rclpy.context.Context,
-        clock: FrozenClock | None = None,
-    ) -> None:
-        self.clock = clock
+    def __init__(self, checkpoint: Path, context: rclpy.context.Context) -> None:
         self.node = PolicyNode(
             context=context,
             parameter_overrides=[
@@ -86,11 +80,9 @@ class Driver:
         self.rgb = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
         self.depth = rng.uniform(0.3, 1.5, (24, 32)).astype(np.float32)
 
-    def now_ns(self) -> int:
-        return self.clock.ns if self.clock is not None else self.node.get_clock().now().nanoseconds
-
     def feed(self, q: np.ndarray, frames: bool = True) -> None:
-        stamp = Time(nanoseconds=self.now_ns()).to_msg()
+        # the node's own clock (a FrozenClock's time where a test froze it)
+        stamp = Time(nanoseconds=policy_node.now_ns(self.node)).to_msg()
         if frames:
             rgb = Image()
             image_codec.fill_image_msg(rgb, image_codec.encode_rgb8(self.rgb))
@@ -131,8 +123,8 @@ def test_reset_survives_the_steps_that_wait_for_fresh_frames(
     # Both nodes on one frozen clock: each plan is made with the same latency (the planner
     # retimes the prediction by the time since the observation), so the plans compare exactly.
     clock = FrozenClock(monkeypatch)
-    drv = Driver(checkpoint, context, clock)
-    fresh = Driver(checkpoint, context, clock)
+    drv = Driver(checkpoint, context)
+    fresh = Driver(checkpoint, context)
     try:
         drv.feed(Q_A)
         clock.advance(0.004)
